@@ -1,0 +1,34 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys;print(hashlib.sha1(open("pyproject.toml","rb").read()).hexdigest()[:10])')
+
+.PHONY: demo test bench-matrix lint clean
+
+$(STAMP):
+	$(PYTHON) -c 'import sys; sys.exit("seedopt needs Python >= 3.11") if sys.version_info < (3, 11) else None'
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/seedopt sources
+	$(BIN)/seedopt source-table 6711 --out out/6711_2d.csv
+	$(BIN)/seedopt commission --out out/commissioning
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench-matrix: $(STAMP)
+	$(BIN)/python benchmarks/bench_matrix.py
+
+lint: $(STAMP)
+	$(BIN)/python -m pip install --quiet ruff mypy
+	$(BIN)/ruff check seedopt kernels optimizer configs tests benchmarks
+	$(BIN)/mypy seedopt kernels
+
+clean:
+	rm -rf $(VENV) out build *.egg-info .pytest_cache

@@ -1,0 +1,6 @@
+"""Custom CUDA kernels (CuPy RawModule), each with a pure-array reference it is tested against.
+
+| kernel | reference |
+|---|---|
+| ``tg43.influence_dense_cuda`` | ``seedopt.dose.influence.reference_block`` |
+"""

@@ -1,0 +1,202 @@
+"""Command line: ``seedopt COMMAND``. Bad input gives one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from . import __version__
+from .backend import Backend, select_backend
+from .errors import SeedoptError
+from .sources import DEFAULT_HALF_LIFE_D, Source, get_model, known_models
+
+EXIT_BAD_INPUT = 2
+
+
+def _backend(request: str) -> Backend:
+    backend, message = select_backend(request)
+    click.echo(message, err=True)
+    return backend
+
+
+backend_option = click.option(
+    "--backend", default="auto", show_default=True, metavar="[auto|cpu|gpu]",
+    help="Where to compute dose: auto takes the GPU when CuPy and a device answer.",
+)
+formalism_option = click.option(
+    "--formalism", default="2d", show_default=True, metavar="[2d|1d]",
+    help="TG-43U1 2D line source (F(r,theta)) or 1D (phi_an(r)).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="seedopt")
+def cli() -> None:
+    """seedopt: inverse planning for permanent I-125 seed brachytherapy (TG-43U1 dose)."""
+
+
+@cli.command("sources")
+def sources_cmd() -> None:
+    """List the TG-43U1 consensus source models."""
+    for mid in known_models():
+        m = get_model(mid)
+        click.echo(f"{m.model_id:9} Lambda={m.dose_rate_constant:.3f} cGy/h/U  L={m.active_length_cm:.2f} cm"
+                   f"  {m.description}  [{m.report}]")
+
+
+@cli.command("source-table")
+@click.argument("model")
+@formalism_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write CSV: r_cm,theta_deg,dose_rate_cGy_per_h_per_U.")
+@backend_option
+def source_table_cmd(model: str, formalism: str, out: Path | None, backend: str) -> None:
+    """Dose rate per unit air-kerma strength of MODEL on the consensus (r, theta) grid."""
+    from .commissioning import dose_rate_table, format_table, write_csv
+
+    src_model = get_model(model)
+    _check_formalism(formalism)
+    table = dose_rate_table(src_model, formalism, _backend(backend))
+    click.echo(format_table(table, src_model))
+    if out is not None:
+        write_csv(table, out)
+        click.echo(f"wrote {out}", err=True)
+
+
+def _check_formalism(formalism: str) -> None:
+    from .dose.tg43 import FORMALISMS
+
+    if formalism not in FORMALISMS:
+        raise SeedoptError(f"unknown formalism {formalism!r}; choose one of {', '.join(FORMALISMS)}")
+
+
+def _source(model: str, strength_u: float | None, activity_mci: float | None,
+            half_life_d: float) -> Source:
+    m = get_model(model)
+    if (strength_u is None) == (activity_mci is None):
+        raise SeedoptError("give the source strength as exactly one of --strength-u or --activity-mci")
+    if strength_u is not None:
+        return Source(m, strength_u, half_life_d)
+    assert activity_mci is not None
+    return Source.from_activity(m, activity_mci, half_life_d)
+
+
+def _read_xyz(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """x_mm,y_mm,z_mm[,ux,uy,uz] columns from a CSV with a header."""
+    import csv
+
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise SeedoptError(f"cannot read {what} file {path}: {exc.strerror}") from None
+    if not rows:
+        raise SeedoptError(f"{what} file {path} has no rows")
+    cols = set(rows[0])
+    need = {"x_mm", "y_mm", "z_mm"}
+    if not need <= cols:
+        raise SeedoptError(f"{what} file {path} needs columns x_mm,y_mm,z_mm (found {','.join(rows[0])})")
+
+    def column(names: list[str]) -> np.ndarray:
+        try:
+            return np.array([[float(r[c]) for c in names] for r in rows])
+        except (TypeError, ValueError) as exc:
+            raise SeedoptError(f"{what} file {path}: not a number ({exc})") from None
+
+    xyz = column(["x_mm", "y_mm", "z_mm"])
+    axes = column(["ux", "uy", "uz"]) if {"ux", "uy", "uz"} <= cols else None
+    return xyz, axes
+
+
+@cli.command("dose")
+@click.option("--model", required=True, help="Source model id or alias (see `seedopt sources`).")
+@click.option("--strength-u", type=float, help="Air-kerma strength per seed, U.")
+@click.option("--activity-mci", type=float, help="Apparent activity per seed, mCi (1.270 U/mCi).")
+@click.option("--half-life-d", type=float, default=DEFAULT_HALF_LIFE_D, show_default=True)
+@click.option("--seeds", "seeds_path", required=True, type=click.Path(path_type=Path),
+              help="CSV x_mm,y_mm,z_mm[,ux,uy,uz]: seed centres and needle directions (default +z).")
+@click.option("--points", "points_path", required=True, type=click.Path(path_type=Path),
+              help="CSV x_mm,y_mm,z_mm: dose points.")
+@click.option("--days", type=float, help="Dose delivered by this day (default: permanent total).")
+@click.option("--rate", is_flag=True, help="Initial dose rate in cGy/h instead of dose.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write CSV here.")
+@formalism_option
+@backend_option
+def dose_cmd(model: str, strength_u: float | None, activity_mci: float | None,
+             half_life_d: float, seeds_path: Path, points_path: Path, days: float | None,
+             rate: bool, out: Path | None, formalism: str, backend: str) -> None:
+    """Dose at points from a set of seeds (TG-43U1), e.g. for checks and post-implant work."""
+    from .dose import dose_at_points
+
+    source = _source(model, strength_u, activity_mci, half_life_d)
+    _check_formalism(formalism)
+    seeds, axes = _read_xyz(seeds_path, "seeds")
+    points, _ = _read_xyz(points_path, "points")
+    if days is not None and not (np.isfinite(days) and days >= 0):
+        raise SeedoptError(f"--days must be >= 0, got {days}")
+    values = dose_at_points(points, seeds, axes if axes is not None else [0.0, 0.0, 1.0], source,
+                            formalism=formalism, backend=_backend(backend), days=days, rate=rate)
+    unit = "dose_rate_cGy_per_h" if rate else "dose_gy"
+    lines = [f"x_mm,y_mm,z_mm,{unit}"] + [
+        f"{p[0]:g},{p[1]:g},{p[2]:g},{v:.6g}" for p, v in zip(points, values, strict=True)
+    ]
+    text = "\n".join(lines) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        click.echo(f"wrote {out} ({len(values)} points, {len(seeds)} seeds, {source.model.model_id} "
+                   f"{source.air_kerma_strength_u:.4g} U)", err=True)
+
+
+@cli.command("commission")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/commissioning"),
+              show_default=True, help="Folder for tables and figures.")
+@backend_option
+def commission_cmd(out: Path, backend: str) -> None:
+    """Commission every source model: tables, figures, and checks against the consensus data."""
+    from .commissioning import check_model, dose_rate_table, write_csv
+    from .figures import commissioning_figure
+
+    b = _backend(backend)
+    out.mkdir(parents=True, exist_ok=True)
+    click.echo(f"{'model':9} {'Ddot(1cm,90)':>13} {'Lambda':>7} {'max|dgL|':>9} {'max|dF|':>9} "
+               f"{'D(inf) 1U ref':>14}")
+    for mid in known_models():
+        model = get_model(mid)
+        for formalism in ("2d", "1d"):
+            write_csv(dose_rate_table(model, formalism, b), out / f"{_slug(mid)}_{formalism}.csv")
+        c = check_model(model, b)
+        commissioning_figure(model, out / f"{_slug(mid)}.png", b)
+        click.echo(f"{mid:9} {c.rate_at_reference:>13.4f} {model.dose_rate_constant:>7.3f} "
+                   f"{c.max_gL_error:>9.1e} {c.max_F_error:>9.1e} {c.total_dose_1u_ref_cgy:>11.2f} cGy")
+    click.echo(f"tables (CSV, 2D and 1D) and figures in {out}/", err=True)
+
+
+def _slug(model_id: str) -> str:
+    return model_id.replace(".", "").replace("-", "")
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: one clear line and exit code 2 on bad input, never a traceback."""
+    try:
+        return cli.main(args=argv, prog_name="seedopt", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("seedopt: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"seedopt: error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except SeedoptError as exc:
+        click.echo(f"seedopt: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except MemoryError:
+        click.echo("seedopt: error: out of memory; use fewer points or seeds, float16 storage "
+                   "or a truncation radius", err=True)
+        sys.exit(EXIT_BAD_INPUT)
