@@ -43,18 +43,36 @@ def _module(device_id: int) -> Any:
 
 def kernel_params(t: TG43Tables, scale: float, cutoff_cm: float | None) -> np.ndarray:
     """The float parameters the kernel reads, in the order of its ``enum Param``."""
-    return np.array([
-        t.dose_rate_constant / t.G0, t.active_length_cm, t.active_length_cm**2 / 4.0,
-        t.gL.x0, 1.0 / t.gL.dx, t.gL_r_max_cm, t.gL_log_slope_per_cm,
-        t.F.x0, 1.0 / t.F.dx, 180.0 / (math.pi * t.F_dtheta_deg),
-        t.phi_an.x0, 1.0 / t.phi_an.dx,
-        scale, -1.0 if cutoff_cm is None else cutoff_cm * cutoff_cm,
-    ], dtype=np.float32)
+    return np.array(
+        [
+            t.dose_rate_constant / t.G0,
+            t.active_length_cm,
+            t.active_length_cm**2 / 4.0,
+            t.gL.x0,
+            1.0 / t.gL.dx,
+            t.gL_r_max_cm,
+            t.gL_log_slope_per_cm,
+            t.F.x0,
+            1.0 / t.F.dx,
+            180.0 / (math.pi * t.F_dtheta_deg),
+            t.phi_an.x0,
+            1.0 / t.phi_an.dx,
+            scale,
+            -1.0 if cutoff_cm is None else cutoff_cm * cutoff_cm,
+        ],
+        dtype=np.float32,
+    )
 
 
 def influence_dense_cuda(
-    points_cm: Any, seeds_cm: Any, axes: Any, t: TG43Tables, scale: float,
-    formalism: str, cutoff_cm: float | None, storage: str,
+    points_cm: Any,
+    seeds_cm: Any,
+    axes: Any,
+    t: TG43Tables,
+    scale: float,
+    formalism: str,
+    cutoff_cm: float | None,
+    storage: str,
 ) -> Any:
     """Dense influence block on the current CUDA device, shape (n_points, n_seeds).
 
@@ -72,12 +90,23 @@ def influence_dense_cuda(
     params = cupy.asarray(kernel_params(t, scale, cutoff_cm))
     kernel = _module(cupy.cuda.Device().id).get_function(f"tg43_influence<{_OUT_TYPES[storage]}>")
     grid = ((m + BLOCK - 1) // BLOCK, min(n, MAX_GRID_Y))
-    kernel(grid, (BLOCK,), (
-        cupy.ascontiguousarray(points_cm, dtype=cupy.float32),
-        cupy.ascontiguousarray(seeds_cm, dtype=cupy.float32),
-        cupy.ascontiguousarray(axes, dtype=cupy.float32),
-        *tables, params,
-        np.int32(t.gL.n), np.int32(t.F.n), np.int32(t.F.values.shape[0]), np.int32(t.phi_an.n),
-        np.int32(formalism == "2d"), np.int64(n), np.int32(m), out,
-    ))
+    kernel(
+        grid,
+        (BLOCK,),
+        (
+            cupy.ascontiguousarray(points_cm, dtype=cupy.float32),
+            cupy.ascontiguousarray(seeds_cm, dtype=cupy.float32),
+            cupy.ascontiguousarray(axes, dtype=cupy.float32),
+            *tables,
+            params,
+            np.int32(t.gL.n),
+            np.int32(t.F.n),
+            np.int32(t.F.values.shape[0]),
+            np.int32(t.phi_an.n),
+            np.int32(formalism == "2d"),
+            np.int64(n),
+            np.int32(m),
+            out,
+        ),
+    )
     return out

@@ -10,5 +10,12 @@ from .sources import Source, SourceModel, get_model, known_models
 
 __version__ = "0.1.0"
 
-__all__ = ["Backend", "SeedoptError", "Source", "SourceModel", "get_model", "known_models",
-           "select_backend"]
+__all__ = [
+    "Backend",
+    "SeedoptError",
+    "Source",
+    "SourceModel",
+    "get_model",
+    "known_models",
+    "select_backend",
+]

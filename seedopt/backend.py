@@ -46,6 +46,18 @@ class Backend:
         if self.is_gpu:
             self.xp.cuda.get_current_stream().synchronize()
 
+    def free_bytes(self) -> int:
+        """Memory this backend can still allocate, bytes (device memory on the GPU)."""
+        if self.is_gpu:
+            free, _ = self.xp.cuda.Device().mem_info
+            return int(free + self.xp.get_default_memory_pool().free_bytes())
+        try:
+            with open("/proc/meminfo") as fh:
+                info = dict(line.split(":", 1) for line in fh)
+            return int(info["MemAvailable"].split()[0]) * 1024
+        except (OSError, KeyError, ValueError):
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
 
 def gpu_unavailable_reason() -> str | None:
     """Why the GPU backend cannot run here, or ``None`` when it can."""

@@ -24,11 +24,17 @@ def _backend(request: str) -> Backend:
 
 
 backend_option = click.option(
-    "--backend", default="auto", show_default=True, metavar="[auto|cpu|gpu]",
+    "--backend",
+    default="auto",
+    show_default=True,
+    metavar="[auto|cpu|gpu]",
     help="Where to compute dose: auto takes the GPU when CuPy and a device answer.",
 )
 formalism_option = click.option(
-    "--formalism", default="2d", show_default=True, metavar="[2d|1d]",
+    "--formalism",
+    default="2d",
+    show_default=True,
+    metavar="[2d|1d]",
     help="TG-43U1 2D line source (F(r,theta)) or 1D (phi_an(r)).",
 )
 
@@ -44,15 +50,20 @@ def sources_cmd() -> None:
     """List the TG-43U1 consensus source models."""
     for mid in known_models():
         m = get_model(mid)
-        click.echo(f"{m.model_id:9} Lambda={m.dose_rate_constant:.3f} cGy/h/U  L={m.active_length_cm:.2f} cm"
-                   f"  {m.description}  [{m.report}]")
+        click.echo(
+            f"{m.model_id:9} Lambda={m.dose_rate_constant:.3f} cGy/h/U  "
+            f"L={m.active_length_cm:.2f} cm  {m.description}  [{m.report}]"
+        )
 
 
 @cli.command("source-table")
 @click.argument("model")
 @formalism_option
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write CSV: r_cm,theta_deg,dose_rate_cGy_per_h_per_U.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write CSV: r_cm,theta_deg,dose_rate_cGy_per_h_per_U.",
+)
 @backend_option
 def source_table_cmd(model: str, formalism: str, out: Path | None, backend: str) -> None:
     """Dose rate per unit air-kerma strength of MODEL on the consensus (r, theta) grid."""
@@ -71,14 +82,19 @@ def _check_formalism(formalism: str) -> None:
     from .dose.tg43 import FORMALISMS
 
     if formalism not in FORMALISMS:
-        raise SeedoptError(f"unknown formalism {formalism!r}; choose one of {', '.join(FORMALISMS)}")
+        raise SeedoptError(
+            f"unknown formalism {formalism!r}; choose one of {', '.join(FORMALISMS)}"
+        )
 
 
-def _source(model: str, strength_u: float | None, activity_mci: float | None,
-            half_life_d: float) -> Source:
+def _source(
+    model: str, strength_u: float | None, activity_mci: float | None, half_life_d: float
+) -> Source:
     m = get_model(model)
     if (strength_u is None) == (activity_mci is None):
-        raise SeedoptError("give the source strength as exactly one of --strength-u or --activity-mci")
+        raise SeedoptError(
+            "give the source strength as exactly one of --strength-u or --activity-mci"
+        )
     if strength_u is not None:
         return Source(m, strength_u, half_life_d)
     assert activity_mci is not None
@@ -99,7 +115,9 @@ def _read_xyz(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     cols = set(rows[0])
     need = {"x_mm", "y_mm", "z_mm"}
     if not need <= cols:
-        raise SeedoptError(f"{what} file {path} needs columns x_mm,y_mm,z_mm (found {','.join(rows[0])})")
+        raise SeedoptError(
+            f"{what} file {path} needs columns x_mm,y_mm,z_mm (found {','.join(rows[0])})"
+        )
 
     def column(names: list[str]) -> np.ndarray:
         try:
@@ -117,18 +135,38 @@ def _read_xyz(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
 @click.option("--strength-u", type=float, help="Air-kerma strength per seed, U.")
 @click.option("--activity-mci", type=float, help="Apparent activity per seed, mCi (1.270 U/mCi).")
 @click.option("--half-life-d", type=float, default=DEFAULT_HALF_LIFE_D, show_default=True)
-@click.option("--seeds", "seeds_path", required=True, type=click.Path(path_type=Path),
-              help="CSV x_mm,y_mm,z_mm[,ux,uy,uz]: seed centres and needle directions (default +z).")
-@click.option("--points", "points_path", required=True, type=click.Path(path_type=Path),
-              help="CSV x_mm,y_mm,z_mm: dose points.")
+@click.option(
+    "--seeds",
+    "seeds_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="CSV x_mm,y_mm,z_mm[,ux,uy,uz]: seed centres and needle directions (default +z).",
+)
+@click.option(
+    "--points",
+    "points_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="CSV x_mm,y_mm,z_mm: dose points.",
+)
 @click.option("--days", type=float, help="Dose delivered by this day (default: permanent total).")
 @click.option("--rate", is_flag=True, help="Initial dose rate in cGy/h instead of dose.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write CSV here.")
 @formalism_option
 @backend_option
-def dose_cmd(model: str, strength_u: float | None, activity_mci: float | None,
-             half_life_d: float, seeds_path: Path, points_path: Path, days: float | None,
-             rate: bool, out: Path | None, formalism: str, backend: str) -> None:
+def dose_cmd(
+    model: str,
+    strength_u: float | None,
+    activity_mci: float | None,
+    half_life_d: float,
+    seeds_path: Path,
+    points_path: Path,
+    days: float | None,
+    rate: bool,
+    out: Path | None,
+    formalism: str,
+    backend: str,
+) -> None:
     """Dose at points from a set of seeds (TG-43U1), e.g. for checks and post-implant work."""
     from .dose import dose_at_points
 
@@ -138,8 +176,16 @@ def dose_cmd(model: str, strength_u: float | None, activity_mci: float | None,
     points, _ = _read_xyz(points_path, "points")
     if days is not None and not (np.isfinite(days) and days >= 0):
         raise SeedoptError(f"--days must be >= 0, got {days}")
-    values = dose_at_points(points, seeds, axes if axes is not None else [0.0, 0.0, 1.0], source,
-                            formalism=formalism, backend=_backend(backend), days=days, rate=rate)
+    values = dose_at_points(
+        points,
+        seeds,
+        axes if axes is not None else [0.0, 0.0, 1.0],
+        source,
+        formalism=formalism,
+        backend=_backend(backend),
+        days=days,
+        rate=rate,
+    )
     unit = "dose_rate_cGy_per_h" if rate else "dose_gy"
     lines = [f"x_mm,y_mm,z_mm,{unit}"] + [
         f"{p[0]:g},{p[1]:g},{p[2]:g},{v:.6g}" for p, v in zip(points, values, strict=True)
@@ -149,13 +195,21 @@ def dose_cmd(model: str, strength_u: float | None, activity_mci: float | None,
         click.echo(text, nl=False)
     else:
         out.write_text(text)
-        click.echo(f"wrote {out} ({len(values)} points, {len(seeds)} seeds, {source.model.model_id} "
-                   f"{source.air_kerma_strength_u:.4g} U)", err=True)
+        click.echo(
+            f"wrote {out} ({len(values)} points, {len(seeds)} seeds, {source.model.model_id} "
+            f"{source.air_kerma_strength_u:.4g} U)",
+            err=True,
+        )
 
 
 @cli.command("commission")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/commissioning"),
-              show_default=True, help="Folder for tables and figures.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("out/commissioning"),
+    show_default=True,
+    help="Folder for tables and figures.",
+)
 @backend_option
 def commission_cmd(out: Path, backend: str) -> None:
     """Commission every source model: tables, figures, and checks against the consensus data."""
@@ -164,16 +218,20 @@ def commission_cmd(out: Path, backend: str) -> None:
 
     b = _backend(backend)
     out.mkdir(parents=True, exist_ok=True)
-    click.echo(f"{'model':9} {'Ddot(1cm,90)':>13} {'Lambda':>7} {'max|dgL|':>9} {'max|dF|':>9} "
-               f"{'D(inf) 1U ref':>14}")
+    click.echo(
+        f"{'model':9} {'Ddot(1cm,90)':>13} {'Lambda':>7} {'max|dgL|':>9} {'max|dF|':>9} "
+        f"{'D(inf) 1U ref':>14}"
+    )
     for mid in known_models():
         model = get_model(mid)
         for formalism in ("2d", "1d"):
             write_csv(dose_rate_table(model, formalism, b), out / f"{_slug(mid)}_{formalism}.csv")
         c = check_model(model, b)
         commissioning_figure(model, out / f"{_slug(mid)}.png", b)
-        click.echo(f"{mid:9} {c.rate_at_reference:>13.4f} {model.dose_rate_constant:>7.3f} "
-                   f"{c.max_gL_error:>9.1e} {c.max_F_error:>9.1e} {c.total_dose_1u_ref_cgy:>11.2f} cGy")
+        click.echo(
+            f"{mid:9} {c.rate_at_reference:>13.4f} {model.dose_rate_constant:>7.3f} "
+            f"{c.max_gL_error:>9.1e} {c.max_F_error:>9.1e} {c.total_dose_1u_ref_cgy:>11.2f} cGy"
+        )
     click.echo(f"tables (CSV, 2D and 1D) and figures in {out}/", err=True)
 
 
@@ -197,6 +255,9 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo(f"seedopt: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except MemoryError:
-        click.echo("seedopt: error: out of memory; use fewer points or seeds, float16 storage "
-                   "or a truncation radius", err=True)
+        click.echo(
+            "seedopt: error: out of memory; use fewer points or seeds, float16 storage "
+            "or a truncation radius",
+            err=True,
+        )
         sys.exit(EXIT_BAD_INPUT)

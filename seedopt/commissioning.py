@@ -50,12 +50,20 @@ def points_on_grid(r_cm: np.ndarray, theta_deg: np.ndarray) -> np.ndarray:
     return np.stack([rr * np.sin(tt), np.zeros_like(rr), rr * np.cos(tt)], axis=-1).reshape(-1, 3)
 
 
-def dose_rate_table(model: SourceModel, formalism: str = "2d",
-                    backend: Backend | None = None) -> DoseRateTable:
+def dose_rate_table(
+    model: SourceModel, formalism: str = "2d", backend: Backend | None = None
+) -> DoseRateTable:
     """The dose engine's dose rate per U on the consensus grid, computed through the kernel."""
     r, theta = consensus_grid(model)
-    rate = dose_at_points(points_on_grid(r, theta), np.zeros((1, 3)), [0.0, 0.0, 1.0],
-                          Source(model, 1.0), formalism=formalism, backend=backend, rate=True)
+    rate = dose_at_points(
+        points_on_grid(r, theta),
+        np.zeros((1, 3)),
+        [0.0, 0.0, 1.0],
+        Source(model, 1.0),
+        formalism=formalism,
+        backend=backend,
+        rate=True,
+    )
     return DoseRateTable(model.model_id, formalism, r, theta, rate.reshape(r.size, theta.size))
 
 
@@ -72,11 +80,13 @@ def write_csv(table: DoseRateTable, path: Path) -> None:
 
 def format_table(table: DoseRateTable, model: SourceModel) -> str:
     """A readable table: one row per r, one column per theta; '*' marks points in the capsule."""
-    head = (f"{model.model_id} ({model.description}); {table.formalism.upper()} formalism\n"
-            f"Lambda = {model.dose_rate_constant} cGy/h/U, L = {model.active_length_cm} cm, "
-            f"{model.report}\n"
-            "dose rate per unit air-kerma strength, cGy h^-1 U^-1; rows r (cm), "
-            "columns theta (deg from the seed's long axis)\n")
+    head = (
+        f"{model.model_id} ({model.description}); {table.formalism.upper()} formalism\n"
+        f"Lambda = {model.dose_rate_constant} cGy/h/U, L = {model.active_length_cm} cm, "
+        f"{model.report}\n"
+        "dose rate per unit air-kerma strength, cGy h^-1 U^-1; rows r (cm), "
+        "columns theta (deg from the seed's long axis)\n"
+    )
     cols = "".join(f"{th:>10g}" for th in table.theta_deg)
     lines = [head, f"{'r_cm':>6} {cols}"]
     mask = table.inside_capsule()
@@ -87,8 +97,10 @@ def format_table(table: DoseRateTable, model: SourceModel) -> str:
         )
         lines.append(f"{r:>6g} {cells}")
     if mask.any():
-        lines.append("* inside the 0.8 x 4.5 mm capsule: evaluated on its surface "
-                     "(TG-43 is not defined there)")
+        lines.append(
+            "* inside the 0.8 x 4.5 mm capsule: evaluated on its surface "
+            "(TG-43 is not defined there)"
+        )
     return "\n".join(lines)
 
 
@@ -103,8 +115,9 @@ class CommissioningCheck:
     total_dose_1u_ref_cgy: float  # permanent implant, 1 U, (1 cm, 90 deg)
 
 
-def check_model(model: SourceModel, backend: Backend | None = None,
-                half_life_d: float = 59.4) -> CommissioningCheck:
+def check_model(
+    model: SourceModel, backend: Backend | None = None, half_life_d: float = 59.4
+) -> CommissioningCheck:
     """Evaluate the engine at the consensus nodes and compare with the tables."""
     source = Source(model, 1.0, half_life_d)
     lam, length = model.dose_rate_constant, model.active_length_cm
@@ -119,16 +132,20 @@ def check_model(model: SourceModel, backend: Backend | None = None,
     # F(r, theta) at the F nodes outside the capsule: rate / (Lambda G/G0 g_L(r)).
     rr, tt = np.meshgrid(model.F_r_cm, model.F_theta_deg, indexing="ij")
     pts = points_on_grid(model.F_r_cm, model.F_theta_deg)
-    rate = dose_at_points(pts, np.zeros((1, 3)), [0, 0, 1], source, backend=backend,
-                          rate=True).reshape(rr.shape)
+    rate = dose_at_points(
+        pts, np.zeros((1, 3)), [0, 0, 1], source, backend=backend, rate=True
+    ).reshape(rr.shape)
     geo = np.vectorize(lambda a, b: geometry_factor(length, a, b))(rr, tt) / g0
     g_at_r = np.interp(rr, model.gL_r_cm, model.gL)
     F_engine = rate / (lam * geo * g_at_r)
-    outside = ~DoseRateTable(model.model_id, "2d", model.F_r_cm, model.F_theta_deg,
-                             rate).inside_capsule()
+    outside = ~DoseRateTable(
+        model.model_id, "2d", model.F_r_cm, model.F_theta_deg, rate
+    ).inside_capsule()
     F_err = float(np.max(np.abs(F_engine / model.F.T - 1.0)[outside]))
     ref = dose_at_points([[10.0, 0, 0]], np.zeros((1, 3)), [0, 0, 1], source, backend=backend)
-    ref_rate = dose_at_points([[10.0, 0, 0]], np.zeros((1, 3)), [0, 0, 1], source,
-                              backend=backend, rate=True)
-    return CommissioningCheck(model.model_id, float(ref_rate[0]), gl_err, F_err,
-                              float(ref[0]) * 100.0)
+    ref_rate = dose_at_points(
+        [[10.0, 0, 0]], np.zeros((1, 3)), [0, 0, 1], source, backend=backend, rate=True
+    )
+    return CommissioningCheck(
+        model.model_id, float(ref_rate[0]), gl_err, F_err, float(ref[0]) * 100.0
+    )

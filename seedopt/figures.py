@@ -47,9 +47,15 @@ def commissioning_figure(model: SourceModel, path: Path, backend: Backend | None
         rate = dose_at_points(pts, origin, axis, source, backend=backend, rate=True)
         geo = np.array([geometry_factor(length, rk, t) for t in theta]) / g0
         g = np.interp(rk, model.gL_r_cm, model.gL)
-        line, = ax_f.plot(theta, rate / (lam * geo * g), lw=1)
-        ax_f.plot(model.F_theta_deg, model.F[:, k], "o", ms=3, color=line.get_color(),
-                  label=f"r = {rk:g} cm")
+        (line,) = ax_f.plot(theta, rate / (lam * geo * g), lw=1)
+        ax_f.plot(
+            model.F_theta_deg,
+            model.F[:, k],
+            "o",
+            ms=3,
+            color=line.get_color(),
+            label=f"r = {rk:g} cm",
+        )
     ax_f.set(xlabel="theta (deg)", ylabel="F(r, theta)", title="2D anisotropy function")
     ax_f.legend(fontsize=7, ncol=2)
 
@@ -58,12 +64,14 @@ def commissioning_figure(model: SourceModel, path: Path, backend: Backend | None
     pts = np.stack([xx.ravel(), 0 * xx.ravel(), zz.ravel()], axis=1)
     rate = dose_at_points(pts, origin, axis, source, backend=backend, rate=True).reshape(xx.shape)
     im = ax_map.imshow(np.log10(rate), extent=(-30, 30, -30, 30), origin="lower", cmap="inferno")
-    cs = ax_map.contour(xx, zz, rate, levels=[0.05, 0.1, 0.25, 0.5, 1, 2, 5], colors="w",
-                        linewidths=0.7)
+    cs = ax_map.contour(
+        xx, zz, rate, levels=[0.05, 0.1, 0.25, 0.5, 1, 2, 5], colors="w", linewidths=0.7
+    )
     ax_map.clabel(cs, fontsize=7, fmt="%g")
     ax_map.plot([0, 0], [-2.25, 2.25], color="c", lw=3)
-    ax_map.set(xlabel="x (mm)", ylabel="z, seed axis (mm)",
-               title="dose rate per U (cGy/h), isodose lines")
+    ax_map.set(
+        xlabel="x (mm)", ylabel="z, seed axis (mm)", title="dose rate per U (cGy/h), isodose lines"
+    )
     fig.colorbar(im, ax=ax_map, label="log10 cGy/h/U")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

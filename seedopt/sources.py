@@ -87,7 +87,9 @@ class Source:
 
     @classmethod
     def from_activity(
-        cls, model: SourceModel, apparent_activity_mci: float,
+        cls,
+        model: SourceModel,
+        apparent_activity_mci: float,
         half_life_d: float = DEFAULT_HALF_LIFE_D,
     ) -> Source:
         """Source from apparent activity (mCi), S_K = sk_per_mci x A_app (TG-43 1995)."""
@@ -167,9 +169,15 @@ def _catalogue() -> dict[str, SourceModel]:
             active_length_cm=float(row["L_cm"]),
             half_life_d=float(row["half_life_d"]),
             sk_per_mci=float(row["SK_per_mCi_apparent_U"]),
-            gL_r_cm=gr, gL=gv, F_r_cm=fr, F_theta_deg=ft, F=fv,
-            phi_an_r_cm=pr, phi_an=pv,
-            report=row["consensus_report"], status=row["status"],
+            gL_r_cm=gr,
+            gL=gv,
+            F_r_cm=fr,
+            F_theta_deg=ft,
+            F=fv,
+            phi_an_r_cm=pr,
+            phi_an=pv,
+            report=row["consensus_report"],
+            status=row["status"],
             aliases=aliases.get(mid, ()),
         )
     return models
@@ -186,6 +194,4 @@ def get_model(name: str) -> SourceModel:
     for model in _catalogue().values():
         if key in {_normalise(model.model_id), *(_normalise(a) for a in model.aliases)}:
             return model
-    raise SeedoptError(
-        f"unknown source model {name!r}; known models: {', '.join(known_models())}"
-    )
+    raise SeedoptError(f"unknown source model {name!r}; known models: {', '.join(known_models())}")

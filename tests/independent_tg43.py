@@ -60,7 +60,9 @@ class IndependentTG43:
 
     def rate_2d(self, r: float, theta_deg: float) -> float:
         """cGy/h/U (TG-43U1 eq. 1)."""
-        return self.lam * self.G(r, theta_deg) / self.G(1.0, 90.0) * self.gL(r) * self.Fa(r, theta_deg)
+        return (
+            self.lam * self.G(r, theta_deg) / self.G(1.0, 90.0) * self.gL(r) * self.Fa(r, theta_deg)
+        )
 
     def rate_1d(self, r: float) -> float:
         """cGy/h/U (TG-43U1 eq. 11, X = L)."""

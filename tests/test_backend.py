@@ -36,7 +36,9 @@ def test_auto_falls_back_to_the_cpu_and_says_why(no_cupy) -> None:
 
 
 def test_gpu_without_cupy_fails_with_the_reason(no_cupy) -> None:
-    with pytest.raises(BackendUnavailableError, match="--backend gpu cannot run here: CuPy is not installed"):
+    with pytest.raises(
+        BackendUnavailableError, match="--backend gpu cannot run here: CuPy is not installed"
+    ):
         select_backend("gpu")
 
 

@@ -16,13 +16,20 @@ from seedopt.sources import Source, get_model
 
 
 def seedopt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "seedopt", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "seedopt", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], pattern: str) -> None:
     assert result.returncode == 2, result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("backend:")]
+    lines = [
+        ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("backend:")
+    ]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("seedopt: error: ")
     assert "Traceback" not in result.stderr
@@ -63,29 +70,51 @@ def test_auto_backend_says_which_it_took() -> None:
 
 
 def test_dose_command_matches_the_library(tmp_path: Path) -> None:
-    seeds = write_csv(tmp_path / "s.csv", "x_mm,y_mm,z_mm,ux,uy,uz",
-                      ["0,0,0,0,0,1", "10,0,0,0,1,1", "0,10,5,1,0,0"])
+    seeds = write_csv(
+        tmp_path / "s.csv",
+        "x_mm,y_mm,z_mm,ux,uy,uz",
+        ["0,0,0,0,0,1", "10,0,0,0,1,1", "0,10,5,1,0,0"],
+    )
     points = write_csv(tmp_path / "p.csv", "x_mm,y_mm,z_mm", ["5,5,5", "-20,3,0", "0,0,30"])
     out = tmp_path / "d.csv"
-    r = seedopt("dose", "--model", "I25.S06", "--activity-mci", "0.6", "--seeds", str(seeds),
-                "--points", str(points), "--out", str(out), "--backend", "cpu")
+    r = seedopt(
+        "dose",
+        "--model",
+        "I25.S06",
+        "--activity-mci",
+        "0.6",
+        "--seeds",
+        str(seeds),
+        "--points",
+        str(points),
+        "--out",
+        str(out),
+        "--backend",
+        "cpu",
+    )
     assert r.returncode == 0, r.stderr
     got = np.array([float(row["dose_gy"]) for row in csv.DictReader(out.open())])
-    want = dose_at_points([[5, 5, 5], [-20, 3, 0], [0, 0, 30]],
-                          [[0, 0, 0], [10, 0, 0], [0, 10, 5]],
-                          [[0, 0, 1], [0, 1, 1], [1, 0, 0]],
-                          Source.from_activity(get_model("I25.S06"), 0.6))
+    want = dose_at_points(
+        [[5, 5, 5], [-20, 3, 0], [0, 0, 30]],
+        [[0, 0, 0], [10, 0, 0], [0, 10, 5]],
+        [[0, 0, 1], [0, 1, 1], [1, 0, 0]],
+        Source.from_activity(get_model("I25.S06"), 0.6),
+    )
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
 def test_unknown_model_lists_the_known_ones() -> None:
-    one_line_error(seedopt("source-table", "9011"),
-                   r"unknown source model '9011'; known models: 6711, 2301, I25.S06, IAI-125A")
+    one_line_error(
+        seedopt("source-table", "9011"),
+        r"unknown source model '9011'; known models: 6711, 2301, I25.S06, IAI-125A",
+    )
 
 
 def test_unknown_backend() -> None:
-    one_line_error(seedopt("source-table", "6711", "--backend", "tpu"),
-                   r"unknown backend 'tpu'; choose one of auto, cpu, gpu")
+    one_line_error(
+        seedopt("source-table", "6711", "--backend", "tpu"),
+        r"unknown backend 'tpu'; choose one of auto, cpu, gpu",
+    )
 
 
 def test_gpu_backend_without_a_usable_gpu_says_why() -> None:
@@ -93,46 +122,98 @@ def test_gpu_backend_without_a_usable_gpu_says_why() -> None:
 
     if gpu_unavailable_reason() is None:
         pytest.skip("a GPU is usable here")
-    one_line_error(seedopt("source-table", "6711", "--backend", "gpu"),
-                   r"--backend gpu cannot run here: ")
+    one_line_error(
+        seedopt("source-table", "6711", "--backend", "gpu"), r"--backend gpu cannot run here: "
+    )
 
 
 @pytest.mark.parametrize(
     ("strength", "pattern"),
-    [(["--strength-u", "0"], "positive number of U"),
-     (["--strength-u", "-0.5"], "positive number of U"),
-     (["--activity-mci", "0"], "positive number of mCi"),
-     ([], "exactly one of --strength-u or --activity-mci")],
+    [
+        (["--strength-u", "0"], "positive number of U"),
+        (["--strength-u", "-0.5"], "positive number of U"),
+        (["--activity-mci", "0"], "positive number of mCi"),
+        ([], "exactly one of --strength-u or --activity-mci"),
+    ],
 )
 def test_non_positive_strength(tmp_path: Path, strength: list[str], pattern: str) -> None:
     seeds = write_csv(tmp_path / "s.csv", "x_mm,y_mm,z_mm", ["0,0,0"])
-    one_line_error(seedopt("dose", "--model", "6711", *strength, "--seeds", str(seeds),
-                           "--points", str(seeds)), pattern)
+    one_line_error(
+        seedopt(
+            "dose", "--model", "6711", *strength, "--seeds", str(seeds), "--points", str(seeds)
+        ),
+        pattern,
+    )
 
 
 def test_nan_coordinates(tmp_path: Path) -> None:
     seeds = write_csv(tmp_path / "s.csv", "x_mm,y_mm,z_mm", ["0,0,0"])
     points = write_csv(tmp_path / "p.csv", "x_mm,y_mm,z_mm", ["1,2,3", "nan,0,0"])
-    one_line_error(seedopt("dose", "--model", "6711", "--strength-u", "0.5", "--seeds",
-                           str(seeds), "--points", str(points)),
-                   r"dose points has 1 row\(s\) with NaN or infinite coordinates \(first: row 1\)")
+    one_line_error(
+        seedopt(
+            "dose",
+            "--model",
+            "6711",
+            "--strength-u",
+            "0.5",
+            "--seeds",
+            str(seeds),
+            "--points",
+            str(points),
+        ),
+        r"dose points has 1 row\(s\) with NaN or infinite coordinates \(first: row 1\)",
+    )
 
 
 def test_zero_length_needle_direction(tmp_path: Path) -> None:
     seeds = write_csv(tmp_path / "s.csv", "x_mm,y_mm,z_mm,ux,uy,uz", ["0,0,0,0,0,1", "5,0,0,0,0,0"])
     points = write_csv(tmp_path / "p.csv", "x_mm,y_mm,z_mm", ["1,2,3"])
-    one_line_error(seedopt("dose", "--model", "6711", "--strength-u", "0.5", "--seeds",
-                           str(seeds), "--points", str(points)),
-                   r"direction of zero length at row 1")
+    one_line_error(
+        seedopt(
+            "dose",
+            "--model",
+            "6711",
+            "--strength-u",
+            "0.5",
+            "--seeds",
+            str(seeds),
+            "--points",
+            str(points),
+        ),
+        r"direction of zero length at row 1",
+    )
 
 
 def test_missing_file_and_missing_columns(tmp_path: Path) -> None:
-    one_line_error(seedopt("dose", "--model", "6711", "--strength-u", "0.5", "--seeds",
-                           str(tmp_path / "none.csv"), "--points", str(tmp_path / "none.csv")),
-                   r"cannot read seeds file")
+    one_line_error(
+        seedopt(
+            "dose",
+            "--model",
+            "6711",
+            "--strength-u",
+            "0.5",
+            "--seeds",
+            str(tmp_path / "none.csv"),
+            "--points",
+            str(tmp_path / "none.csv"),
+        ),
+        r"cannot read seeds file",
+    )
     bad = write_csv(tmp_path / "b.csv", "x,y,z", ["0,0,0"])
-    one_line_error(seedopt("dose", "--model", "6711", "--strength-u", "0.5", "--seeds",
-                           str(bad), "--points", str(bad)), r"needs columns x_mm,y_mm,z_mm")
+    one_line_error(
+        seedopt(
+            "dose",
+            "--model",
+            "6711",
+            "--strength-u",
+            "0.5",
+            "--seeds",
+            str(bad),
+            "--points",
+            str(bad),
+        ),
+        r"needs columns x_mm,y_mm,z_mm",
+    )
 
 
 def test_unknown_option_and_formalism_are_one_line_errors() -> None:
@@ -145,5 +226,10 @@ def test_commission_writes_tables_and_figures(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "1984.72 cGy" in r.stdout
     names = sorted(p.name for p in (tmp_path / "c").iterdir())
-    assert names == sorted([f"{m}{s}" for m in ("6711", "2301", "I25S06", "IAI125A")
-                            for s in ("_1d.csv", "_2d.csv", ".png")])
+    assert names == sorted(
+        [
+            f"{m}{s}"
+            for m in ("6711", "2301", "I25S06", "IAI125A")
+            for s in ("_1d.csv", "_2d.csv", ".png")
+        ]
+    )

@@ -7,8 +7,7 @@ import pytest
 import scipy.sparse
 
 from seedopt.backend import cpu_backend
-from seedopt.dose import dose_at_points, influence_matrix
-from seedopt.dose import _parallel
+from seedopt.dose import _parallel, dose_at_points, influence_matrix
 from seedopt.dose.tg43 import geometry_factor
 from seedopt.errors import SeedoptError
 from seedopt.sources import Source, get_model
@@ -54,7 +53,8 @@ def test_superposition_of_two_seed_sets(implant) -> None:
     points, seeds, axes = implant
     both = dose_at_points(points, seeds, axes, SOURCE)
     parts = dose_at_points(points, seeds[:25], axes[:25], SOURCE) + dose_at_points(
-        points, seeds[25:], axes[25:], SOURCE)
+        points, seeds[25:], axes[25:], SOURCE
+    )
     np.testing.assert_allclose(both, parts, rtol=1e-6)
 
 
@@ -100,14 +100,15 @@ def test_truncation_radius_gives_a_sparse_matrix_exact_inside_zero_outside(impla
 
 def test_tiles_and_worker_processes_give_identical_matrices(implant, monkeypatch) -> None:
     points, seeds, axes = implant
-    one_tile = influence_matrix(points, seeds, axes, SOURCE, backend=cpu_backend(1),
-                                tile_entries=10**9)
+    one_tile = influence_matrix(
+        points, seeds, axes, SOURCE, backend=cpu_backend(1), tile_entries=10**9
+    )
     monkeypatch.setattr(_parallel, "MIN_ENTRIES_PER_WORKER", 1000)
-    forked = influence_matrix(points, seeds, axes, SOURCE, backend=cpu_backend(2),
-                              tile_entries=500)
+    forked = influence_matrix(points, seeds, axes, SOURCE, backend=cpu_backend(2), tile_entries=500)
     np.testing.assert_array_equal(one_tile, forked)
-    forked_sum = dose_at_points(points, seeds, axes, SOURCE, backend=cpu_backend(2),
-                                tile_entries=500)
+    forked_sum = dose_at_points(
+        points, seeds, axes, SOURCE, backend=cpu_backend(2), tile_entries=500
+    )
     np.testing.assert_allclose(forked_sum, one_tile.sum(axis=1, dtype=np.float64), rtol=1e-6)
 
 
@@ -120,7 +121,9 @@ def test_one_direction_serves_every_seed(implant) -> None:
 
 def test_empty_inputs_give_empty_results() -> None:
     assert influence_matrix(np.zeros((0, 3)), np.zeros((2, 3)), [0, 0, 1], SOURCE).shape == (0, 2)
-    assert dose_at_points(np.zeros((3, 3)), np.zeros((0, 3)), np.zeros((0, 3)), SOURCE).tolist() == [0, 0, 0]
+    assert dose_at_points(
+        np.zeros((3, 3)), np.zeros((0, 3)), np.zeros((0, 3)), SOURCE
+    ).tolist() == [0, 0, 0]
 
 
 @pytest.mark.parametrize(
@@ -142,9 +145,26 @@ def test_bad_geometry_is_refused_with_a_clear_message(points, seeds, axes, messa
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"formalism": "3d"}, "unknown formalism '3d'"), ({"storage": "int8"}, "unknown storage"),
-     ({"cutoff_mm": -5.0}, "truncation radius must be a positive")],
+    [
+        ({"formalism": "3d"}, "unknown formalism '3d'"),
+        ({"storage": "int8"}, "unknown storage"),
+        ({"cutoff_mm": -5.0}, "truncation radius must be a positive"),
+    ],
 )
 def test_bad_options_are_refused(kwargs, message) -> None:
     with pytest.raises(SeedoptError, match=message):
         influence_matrix([[0, 0, 1]], [[0, 0, 0]], [0, 0, 1], SOURCE, **kwargs)
+
+
+def test_a_matrix_too_big_for_memory_is_refused_before_allocating(monkeypatch) -> None:
+    from seedopt.backend import Backend
+
+    monkeypatch.setattr(Backend, "free_bytes", lambda self: 1000)
+    with pytest.raises(
+        SeedoptError, match=r"needs 0.00 GiB but only 0.00 GiB is free on the cpu; use float16"
+    ):
+        influence_matrix(np.zeros((100, 3)), np.zeros((10, 3)), [0, 0, 1], SOURCE)
+
+
+def test_free_memory_is_known_on_the_cpu() -> None:
+    assert cpu_backend().free_bytes() > 100 * 2**20

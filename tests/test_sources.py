@@ -16,8 +16,12 @@ def test_every_shared_i125_model_is_shipped_under_its_consensus_id() -> None:
 
 @pytest.mark.parametrize(
     ("model_id", "lam", "length"),
-    [("6711", 0.965, 0.30), ("2301", 1.018, 0.40), ("I25.S06", 1.012, 0.35),
-     ("IAI-125A", 0.981, 0.30)],
+    [
+        ("6711", 0.965, 0.30),
+        ("2301", 1.018, 0.40),
+        ("I25.S06", 1.012, 0.35),
+        ("IAI-125A", 0.981, 0.30),
+    ],
 )
 def test_dose_rate_constant_and_active_length_are_the_consensus_values(
     model_id: str, lam: float, length: float
@@ -30,15 +34,25 @@ def test_dose_rate_constant_and_active_length_are_the_consensus_values(
 
 @pytest.mark.parametrize(
     ("alias", "model_id"),
-    [("6711", "6711"), ("amersham6711", "6711"), ("OncoSeed 6711", "6711"), ("best2301", "2301"),
-     ("i25s06", "I25.S06"), ("Bebig", "I25.S06"), ("IAI125A", "IAI-125A"), ("isoaid", "IAI-125A")],
+    [
+        ("6711", "6711"),
+        ("amersham6711", "6711"),
+        ("OncoSeed 6711", "6711"),
+        ("best2301", "2301"),
+        ("i25s06", "I25.S06"),
+        ("Bebig", "I25.S06"),
+        ("IAI125A", "IAI-125A"),
+        ("isoaid", "IAI-125A"),
+    ],
 )
 def test_aliases_ignore_case_and_punctuation(alias: str, model_id: str) -> None:
     assert get_model(alias).model_id == model_id
 
 
 def test_unknown_model_error_lists_the_known_ones() -> None:
-    with pytest.raises(SeedoptError, match=r"unknown source model 'selectSeed'.*6711, 2301, I25.S06, IAI-125A"):
+    with pytest.raises(
+        SeedoptError, match=r"unknown source model 'selectSeed'.*6711, 2301, I25.S06, IAI-125A"
+    ):
         get_model("selectSeed")
 
 

@@ -26,13 +26,16 @@ FLOAT32_REL = 2e-6
 
 
 def rate(model, points_mm, backend=None, formalism="2d", axis=PLUS_Z):
-    return dose_at_points(points_mm, ORIGIN, axis, Source(model, 1.0), rate=True,
-                          formalism=formalism, backend=backend)
+    return dose_at_points(
+        points_mm, ORIGIN, axis, Source(model, 1.0), rate=True, formalism=formalism, backend=backend
+    )
 
 
 def outside_capsule(r_cm, theta_deg):
     th = np.radians(theta_deg)
-    return (np.abs(r_cm * np.cos(th)) >= SEED_HALF_LENGTH_CM) | (r_cm * np.sin(th) >= SEED_RADIUS_CM)
+    return (np.abs(r_cm * np.cos(th)) >= SEED_HALF_LENGTH_CM) | (
+        r_cm * np.sin(th) >= SEED_RADIUS_CM
+    )
 
 
 def test_dose_rate_at_the_reference_point_equals_lambda(model, backend) -> None:
@@ -98,29 +101,53 @@ def test_nearest_anisotropy_inside_and_beyond_the_table(model) -> None:
     r_far = model.F_r_cm[-1] + 2.0
     for theta in (0.0, 30.0, 60.0):
         got = rate(model, polar_points_mm(np.array([r_far]), np.array([theta])))[0]
-        want = ref.lam * ref.G(r_far, theta) / ref.G(1, 90) * ref.gL(r_far) * ref.Fa(model.F_r_cm[-1], theta)
+        want = (
+            ref.lam
+            * ref.G(r_far, theta)
+            / ref.G(1, 90)
+            * ref.gL(r_far)
+            * ref.Fa(model.F_r_cm[-1], theta)
+        )
         assert got == pytest.approx(want, rel=1e-5)
 
 
 @given(
-    rho=st.floats(0.05, 8.0), z=st.floats(0.0, 8.0), phi=st.floats(0.0, 2 * math.pi),
+    rho=st.floats(0.05, 8.0),
+    z=st.floats(0.0, 8.0),
+    phi=st.floats(0.0, 2 * math.pi),
     model_id=st.sampled_from(["6711", "2301", "I25.S06", "IAI-125A"]),
 )
 def test_symmetric_about_the_transverse_plane_and_the_axis(rho, z, phi, model_id) -> None:
     m = get_model(model_id)
-    pts = np.array([
-        [rho * math.cos(phi), rho * math.sin(phi), z],
-        [rho * math.cos(phi), rho * math.sin(phi), -z],
-        [rho, 0.0, z],
-    ]) * 10.0
+    pts = (
+        np.array(
+            [
+                [rho * math.cos(phi), rho * math.sin(phi), z],
+                [rho * math.cos(phi), rho * math.sin(phi), -z],
+                [rho, 0.0, z],
+            ]
+        )
+        * 10.0
+    )
     d = rate(m, pts)
     assert d[1] == pytest.approx(d[0], rel=1e-6)
     assert d[2] == pytest.approx(d[0], rel=1e-5)
 
 
 def test_dose_is_finite_everywhere_including_inside_the_seed(model) -> None:
-    pts = np.array([[0, 0, 0], [0, 0, 0.5], [0, 0, 1.5], [0, 0, 2.25], [0.1, 0, 1.0],
-                    [0.4, 0, 0], [0, 0, 2.26], [1.0, 0, 0]], dtype=float)
+    pts = np.array(
+        [
+            [0, 0, 0],
+            [0, 0, 0.5],
+            [0, 0, 1.5],
+            [0, 0, 2.25],
+            [0.1, 0, 1.0],
+            [0.4, 0, 0],
+            [0, 0, 2.26],
+            [1.0, 0, 0],
+        ],
+        dtype=float,
+    )
     d = rate(model, pts)
     assert np.all(np.isfinite(d)) and np.all(d > 0)
     # inside the capsule: the value on its surface at the same height along the axis
@@ -135,7 +162,9 @@ def test_geometry_factor_reference_value() -> None:
 
 def test_one_d_and_two_d_agree_on_the_transverse_axis_within_the_phi_an_spread(model) -> None:
     r = np.linspace(0.5, 7.0, 40)
-    ratio = rate(model, transverse_points_mm(r), formalism="1d") / rate(model, transverse_points_mm(r))
+    ratio = rate(model, transverse_points_mm(r), formalism="1d") / rate(
+        model, transverse_points_mm(r)
+    )
     np.testing.assert_allclose(ratio, np.interp(r, model.phi_an_r_cm, model.phi_an), rtol=1e-5)
     spread = np.abs(model.phi_an - 1.0).max()
     assert np.all(np.abs(ratio - 1.0) <= spread + 1e-6)

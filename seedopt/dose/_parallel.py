@@ -24,8 +24,11 @@ import numpy as np
 MIN_ENTRIES_PER_WORKER = 2_000_000
 """Below this many matrix entries per worker, forking costs more than it saves."""
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_MALLOC_SETTINGS = ((_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20),
-                    (_M_MMAP_THRESHOLD, 32 << 20))
+_MALLOC_SETTINGS = (
+    (_M_TRIM_THRESHOLD, 1 << 30),
+    (_M_TOP_PAD, 64 << 20),
+    (_M_MMAP_THRESHOLD, 32 << 20),
+)
 
 _job: Callable[[int], Any] | None = None
 
@@ -56,8 +59,12 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux")
 
 
-def run_blocks(job: Callable[[int], Any], n_blocks: int, workers: int,
-               on_done: Callable[[], None] | None = None) -> list[Any]:
+def run_blocks(
+    job: Callable[[int], Any],
+    n_blocks: int,
+    workers: int,
+    on_done: Callable[[], None] | None = None,
+) -> list[Any]:
     """``[job(k) for k in range(n_blocks)]``, in ``workers`` forked processes (0: here).
 
     ``job`` must write large results into ``shared_empty`` arrays and return only small

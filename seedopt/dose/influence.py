@@ -49,7 +49,9 @@ def _check_points(name: str, a: Any) -> np.ndarray:
     if arr.ndim == 1 and arr.size == 3:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != 3:
-        raise SeedoptError(f"{name} must be an (n, 3) array of x, y, z in mm, got shape {arr.shape}")
+        raise SeedoptError(
+            f"{name} must be an (n, 3) array of x, y, z in mm, got shape {arr.shape}"
+        )
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
         raise SeedoptError(
@@ -77,7 +79,9 @@ def _check_axes(axes: Any, n_seeds: int) -> np.ndarray:
 
 def _check_options(formalism: str, storage: str, cutoff_mm: float | None) -> None:
     if formalism not in FORMALISMS:
-        raise SeedoptError(f"unknown formalism {formalism!r}; choose one of {', '.join(FORMALISMS)}")
+        raise SeedoptError(
+            f"unknown formalism {formalism!r}; choose one of {', '.join(FORMALISMS)}"
+        )
     if storage not in STORAGE_DTYPES:
         raise SeedoptError(
             f"unknown storage dtype {storage!r}; choose one of {', '.join(STORAGE_DTYPES)}"
@@ -94,6 +98,16 @@ def gy_per_seed(source: Source, days: float | None = None) -> float:
 def matrix_nbytes(n_points: int, n_seeds: int, storage: str = "float32") -> int:
     """Bytes of a dense influence matrix."""
     return n_points * n_seeds * np.dtype(storage).itemsize
+
+
+def check_fits(backend: Backend, nbytes: int, what: str) -> None:
+    """Refuse, with a message saying what would help, an allocation that cannot fit."""
+    free = backend.free_bytes()
+    if nbytes > free:
+        raise SeedoptError(
+            f"{what} needs {nbytes / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB is free on "
+            f"the {backend.name}; use float16 storage, fewer points or seeds, or another device"
+        )
 
 
 def reference_block(
@@ -124,8 +138,16 @@ def reference_block(
 class _Prepared:
     """Validated inputs on the backend's device: cm, float32, seeds and axes as (3, n)."""
 
-    def __init__(self, backend: Backend, points_mm: Any, seeds_mm: Any, axes: Any,
-                 source: Source, formalism: str, scale: float) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        points_mm: Any,
+        seeds_mm: Any,
+        axes: Any,
+        source: Source,
+        formalism: str,
+        scale: float,
+    ) -> None:
         pts = _check_points("dose points", points_mm)
         seeds = _check_points("seed positions", seeds_mm)
         ax = _check_axes(axes, seeds.shape[0])
@@ -148,10 +170,27 @@ class _Prepared:
         if use_kernel:
             from ..kernels.tg43 import influence_dense_cuda
 
-            return influence_dense_cuda(self.points[rows], self.seeds, self.axes, self.t,
-                                        self.scale, self.formalism, cutoff_cm, "float32")
-        return reference_block(self.backend.xp, self.t, self.points[rows], self.seeds,
-                               self.axes, self.scale, self.formalism, cutoff_cm, self.tables)
+            return influence_dense_cuda(
+                self.points[rows],
+                self.seeds,
+                self.axes,
+                self.t,
+                self.scale,
+                self.formalism,
+                cutoff_cm,
+                "float32",
+            )
+        return reference_block(
+            self.backend.xp,
+            self.t,
+            self.points[rows],
+            self.seeds,
+            self.axes,
+            self.scale,
+            self.formalism,
+            cutoff_cm,
+            self.tables,
+        )
 
     def row_blocks(self, tile_entries: int) -> tuple[list[slice], int]:
         """Row blocks to hand out (several per worker) and the number of workers."""
@@ -203,16 +242,32 @@ def influence_matrix(
     """
     _check_options(formalism, storage, cutoff_mm)
     backend = backend or cpu_backend()
-    prep = _Prepared(backend, points_mm, seeds_mm, axes, source, formalism,
-                     gy_per_seed(source, days))
+    prep = _Prepared(
+        backend, points_mm, seeds_mm, axes, source, formalism, gy_per_seed(source, days)
+    )
     cutoff_cm = None if cutoff_mm is None else cutoff_mm / MM_PER_CM
     n, m = prep.shape
+    check_fits(backend, matrix_nbytes(n, m, storage), f"a {n} x {m} {storage} dose matrix")
     if backend.is_gpu and use_kernel is not False:
         from ..kernels.tg43 import influence_dense_cuda
 
-        dense = influence_dense_cuda(prep.points, prep.seeds, prep.axes, prep.t, prep.scale,
-                                     prep.formalism, cutoff_cm, storage)
-        return dense if cutoff_cm is None else _sparse_module(backend).csr_matrix(dense)
+        try:
+            dense = influence_dense_cuda(
+                prep.points,
+                prep.seeds,
+                prep.axes,
+                prep.t,
+                prep.scale,
+                prep.formalism,
+                cutoff_cm,
+                storage,
+            )
+            return dense if cutoff_cm is None else _sparse_module(backend).csr_matrix(dense)
+        except backend.xp.cuda.memory.OutOfMemoryError as exc:
+            raise SeedoptError(
+                f"GPU out of memory building a {n} x {m} dose matrix: {exc}; "
+                "use float16 storage or fewer points"
+            ) from None
     tile = tile_entries or CPU_TILE_ENTRIES
     blocks, workers = prep.row_blocks(tile)
     bar = _progress(len(blocks), progress, f"dose matrix {n} x {m}")
@@ -230,12 +285,17 @@ def influence_matrix(
     sparse = _sparse_module(backend)
 
     def fill_sparse(k: int) -> Any:
-        parts = [sparse.csr_matrix(prep.block(rows, cutoff_cm, False).astype(storage))
-                 for rows in prep.tiles(blocks[k], tile)]
+        parts = [
+            sparse.csr_matrix(prep.block(rows, cutoff_cm, False).astype(storage))
+            for rows in prep.tiles(blocks[k], tile)
+        ]
         return sparse.vstack(parts, format="csr") if parts else None
 
-    parts = [p for p in _parallel.run_blocks(fill_sparse, len(blocks), workers, bar.update)
-             if p is not None]
+    parts = [
+        p
+        for p in _parallel.run_blocks(fill_sparse, len(blocks), workers, bar.update)
+        if p is not None
+    ]
     bar.close()
     if not parts:
         return sparse.csr_matrix((n, m), dtype=storage)
@@ -284,7 +344,7 @@ def dose_at_points(
     total = _parallel.shared_empty((n,), np.float64) if workers else xp.zeros(n, xp.float64)
 
     def accumulate(k: int) -> None:
-        for rows in ([blocks[k]] if backend.is_gpu else prep.tiles(blocks[k], tile)):
+        for rows in [blocks[k]] if backend.is_gpu else prep.tiles(blocks[k], tile):
             total[rows] = prep.block(rows, None, backend.is_gpu).sum(axis=1, dtype=xp.float64)
 
     _parallel.run_blocks(accumulate, len(blocks), workers)

@@ -59,8 +59,15 @@ SEED_HALF_LENGTH_CM = 0.225
 SEED_RADIUS_CM = 0.04
 """Outer radius of the 0.8 mm seed capsule, cm."""
 ATAN_COEFFS = (
-    1.0, -0.3333307206630707, 0.1999261975288391, -0.14203649759292603, 0.10640957206487656,
-    -0.07504348456859589, 0.04269220307469368, -0.01606907695531845, 0.0028500084299594164,
+    1.0,
+    -0.3333307206630707,
+    0.1999261975288391,
+    -0.14203649759292603,
+    0.10640957206487656,
+    -0.07504348456859589,
+    0.04269220307469368,
+    -0.01606907695531845,
+    0.0028500084299594164,
 )
 """atan(a)/a ~ P(a^2) on 0 <= a <= 1 (minimax in relative error, degree 8 in a^2); evaluated
 in float32 the arctangent is within 2e-7 relative of the exact one (tests check this)."""

@@ -1,0 +1,53 @@
+"""What machine a benchmark ran on, recorded beside every result."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import re
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        cpu = re.search(r"model name\s*:\s*(.+)", info).group(1).strip()  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        pass
+    try:
+        mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        mem_gib = float("nan")
+    from seedopt.backend import gpu_unavailable_reason
+
+    gpu = None
+    if gpu_unavailable_reason() is None:
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(0)
+        gpu = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    return {
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem_gib, 1),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "gpu": gpu,
+        "gpu_unavailable_reason": gpu_unavailable_reason(),
+    }
+
+
+def result_stem(name: str) -> Path:
+    """benchmarks/results/<date>-<machine>-<name> (no suffix)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    m = machine()
+    kind = (m["gpu"] or f"cpu{m['cores']}").replace(" ", "-")
+    day = _dt.date.today().isoformat()
+    return RESULTS / f"{day}-{kind}-{name}"
