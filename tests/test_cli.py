@@ -36,6 +36,15 @@ def one_line_error(result: subprocess.CompletedProcess[str], pattern: str) -> No
     assert re.search(pattern, lines[0]), lines[0]
 
 
+def dose_cli(
+    seeds: Path, points: Path, strength: tuple[str, ...] = ("--strength-u", "0.5")
+) -> subprocess.CompletedProcess[str]:
+    """`seedopt dose` for a 6711 source of the given strength options."""
+    return seedopt(
+        "dose", "--model", "6711", *strength, "--seeds", str(seeds), "--points", str(points)
+    )
+
+
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:
     path.write_text("\n".join([header, *rows]) + "\n")
     return path
@@ -139,9 +148,7 @@ def test_gpu_backend_without_a_usable_gpu_says_why() -> None:
 def test_non_positive_strength(tmp_path: Path, strength: list[str], pattern: str) -> None:
     seeds = write_csv(tmp_path / "s.csv", "x_mm,y_mm,z_mm", ["0,0,0"])
     one_line_error(
-        seedopt(
-            "dose", "--model", "6711", *strength, "--seeds", str(seeds), "--points", str(seeds)
-        ),
+        dose_cli(seeds, seeds, tuple(strength)),
         pattern,
     )
 
@@ -150,17 +157,7 @@ def test_nan_coordinates(tmp_path: Path) -> None:
     seeds = write_csv(tmp_path / "s.csv", "x_mm,y_mm,z_mm", ["0,0,0"])
     points = write_csv(tmp_path / "p.csv", "x_mm,y_mm,z_mm", ["1,2,3", "nan,0,0"])
     one_line_error(
-        seedopt(
-            "dose",
-            "--model",
-            "6711",
-            "--strength-u",
-            "0.5",
-            "--seeds",
-            str(seeds),
-            "--points",
-            str(points),
-        ),
+        dose_cli(seeds, points),
         r"dose points has 1 row\(s\) with NaN or infinite coordinates \(first: row 1\)",
     )
 
@@ -169,51 +166,16 @@ def test_zero_length_needle_direction(tmp_path: Path) -> None:
     seeds = write_csv(tmp_path / "s.csv", "x_mm,y_mm,z_mm,ux,uy,uz", ["0,0,0,0,0,1", "5,0,0,0,0,0"])
     points = write_csv(tmp_path / "p.csv", "x_mm,y_mm,z_mm", ["1,2,3"])
     one_line_error(
-        seedopt(
-            "dose",
-            "--model",
-            "6711",
-            "--strength-u",
-            "0.5",
-            "--seeds",
-            str(seeds),
-            "--points",
-            str(points),
-        ),
+        dose_cli(seeds, points),
         r"direction of zero length at row 1",
     )
 
 
 def test_missing_file_and_missing_columns(tmp_path: Path) -> None:
-    one_line_error(
-        seedopt(
-            "dose",
-            "--model",
-            "6711",
-            "--strength-u",
-            "0.5",
-            "--seeds",
-            str(tmp_path / "none.csv"),
-            "--points",
-            str(tmp_path / "none.csv"),
-        ),
-        r"cannot read seeds file",
-    )
+    missing = tmp_path / "none.csv"
+    one_line_error(dose_cli(missing, missing), r"cannot read seeds file")
     bad = write_csv(tmp_path / "b.csv", "x,y,z", ["0,0,0"])
-    one_line_error(
-        seedopt(
-            "dose",
-            "--model",
-            "6711",
-            "--strength-u",
-            "0.5",
-            "--seeds",
-            str(bad),
-            "--points",
-            str(bad),
-        ),
-        r"needs columns x_mm,y_mm,z_mm",
-    )
+    one_line_error(dose_cli(bad, bad), r"needs columns x_mm,y_mm,z_mm")
 
 
 def test_unknown_option_and_formalism_are_one_line_errors() -> None:

@@ -149,6 +149,7 @@ def test_bad_geometry_is_refused_with_a_clear_message(points, seeds, axes, messa
         ({"formalism": "3d"}, "unknown formalism '3d'"),
         ({"storage": "int8"}, "unknown storage"),
         ({"cutoff_mm": -5.0}, "truncation radius must be a positive"),
+        ({"cutoff_mm": 50.0, "storage": "float16"}, "float16 storage is for dense matrices"),
     ],
 )
 def test_bad_options_are_refused(kwargs, message) -> None:

@@ -88,6 +88,11 @@ def _check_options(formalism: str, storage: str, cutoff_mm: float | None) -> Non
         )
     if cutoff_mm is not None and not (np.isfinite(cutoff_mm) and cutoff_mm > 0):
         raise SeedoptError(f"truncation radius must be a positive number of mm, got {cutoff_mm!r}")
+    if cutoff_mm is not None and storage == "float16":
+        raise SeedoptError(
+            "float16 storage is for dense matrices; truncated (sparse) matrices are float32, "
+            "since SciPy and CuPy sparse matrices have no float16"
+        )
 
 
 def gy_per_seed(source: Source, days: float | None = None) -> float:
