@@ -36,7 +36,9 @@ class Structure:
         w = np.asarray(weights, dtype=np.float64).ravel()
         d = np.asarray(dose_gy, dtype=np.float64).ravel()
         if w.shape != d.shape:
-            raise ValueError(f"mask shape {np.shape(weights)} differs from dose {np.shape(dose_gy)}")
+            raise ValueError(
+                f"mask shape {np.shape(weights)} differs from dose {np.shape(dose_gy)}"
+            )
         keep = w > 0
         order = np.argsort(-d[keep], kind="stable")
         return cls(d[keep][order], w[keep][order] * voxel_cc)
@@ -73,7 +75,9 @@ class Structure:
         total = self.total_cc
         return float(np.dot(self.dose_gy, self.volume_cc) / total) if total > 0 else float("nan")
 
-    def dvh(self, bin_gy: float = 0.5, max_gy: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def dvh(
+        self, bin_gy: float = 0.5, max_gy: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Cumulative DVH: dose levels (Gy) and percent of volume receiving at least each."""
         top = self.max_gy() if max_gy is None else max_gy
         levels = np.arange(0.0, top + bin_gy, bin_gy)
@@ -93,7 +97,9 @@ class ConformityIndices:
     HI: float
 
 
-def conformity_indices(target: Structure, body: Structure, prescription_gy: float) -> ConformityIndices:
+def conformity_indices(
+    target: Structure, body: Structure, prescription_gy: float
+) -> ConformityIndices:
     """CI, EI, HI (definitions in the module docstring); ``body`` includes the target."""
     v_t = target.total_cc
     v_t_ref = target.volume_at_dose_cc(prescription_gy)

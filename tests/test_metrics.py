@@ -57,8 +57,9 @@ def test_cumulative_dvh_curve() -> None:
 def test_indices_by_hand() -> None:
     """Target of 10 cc, 8 cc >= Rx, 3 cc >= 1.5 Rx; 4 cc of normal tissue >= Rx."""
     rx = 100.0
-    target = Structure.from_mask(np.r_[np.full(3, 160.0), np.full(5, 120.0), np.full(2, 80.0)],
-                                 np.ones(10), 1.0)
+    target = Structure.from_mask(
+        np.r_[np.full(3, 160.0), np.full(5, 120.0), np.full(2, 80.0)], np.ones(10), 1.0
+    )
     normal = np.r_[np.full(4, 110.0), np.full(6, 20.0)]
     body = Structure.from_mask(np.r_[target.dose_gy, normal], np.ones(20), 1.0)
     idx = conformity_indices(target, body, rx)

@@ -1,0 +1,129 @@
+"""The case section of a YAML config, validated into frozen objects.
+
+Unknown keys and bad values are errors that name the key (``structures.GTV.radii_mm``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    ValidationError,
+    model_validator,
+)
+
+from ..errors import SeedoptError
+from .shapes import ShapeSpec, Vec3
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GridSpec(_Strict):
+    spacing_mm: PositiveFloat = Field(2.0, description="voxel size (default 2 mm; 1 mm available)")
+    min_mm: Vec3 = Field(description="x, y, z of the first voxel centre, mm")
+    max_mm: Vec3 = Field(description="x, y, z the voxel centres reach, mm")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GridSpec:
+        if any(hi <= lo for lo, hi in zip(self.min_mm, self.max_mm, strict=True)):
+            raise ValueError("max_mm must exceed min_mm on every axis")
+        return self
+
+
+class SkinSpec(_Strict):
+    """The skin: a named structure, or derived as the outer shell of the body."""
+
+    structure: str | None = None
+    derive_thickness_mm: PositiveFloat = 3.0
+
+
+class RolesSpec(_Strict):
+    target: str = Field(description="the GTV (or CTV) structure's name")
+    body: str
+    skin: SkinSpec = SkinSpec()
+    cord: str | None = Field(None, description="spinal cord, if the site has one")
+    oars: list[str] = Field(default_factory=list, description="other organs at risk")
+    nogo: list[str] = Field(default_factory=list, description="structures needles must avoid")
+
+
+class CaseSpec(_Strict):
+    name: str
+    description: str = ""
+    grid: GridSpec
+    structures: dict[str, ShapeSpec]
+    roles: RolesSpec
+    target_margin_mm: NonNegativeFloat = Field(0.0, description="GTV -> CTV/PTV expansion, mm")
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> CaseSpec:
+        known = set(self.structures)
+        r = self.roles
+        named = {
+            "roles.target": [r.target],
+            "roles.body": [r.body],
+            "roles.oars": r.oars,
+            "roles.nogo": r.nogo,
+            "roles.cord": [r.cord] if r.cord else [],
+            "roles.skin.structure": [r.skin.structure] if r.skin.structure else [],
+        }
+        for name, s in self.structures.items():
+            named[f"structures.{name}.minus"] = s.minus
+            named[f"structures.{name}.within"] = [s.within] if s.within else []
+        for key, names in named.items():
+            for n in names:
+                if n not in known:
+                    hint = _closest(n, known)
+                    raise ValueError(f"{key}: no structure named {n!r}{hint}")
+        return self
+
+
+def _closest(name: str, known: set[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(name, sorted(known), n=1)
+    return (
+        f" (did you mean {match[0]!r}?)" if match else f" (structures: {', '.join(sorted(known))})"
+    )
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    """One line naming the first bad key and what is wrong with it."""
+    err = exc.errors()[0]
+    loc = ".".join(
+        str(p) for p in err["loc"] if not str(p).startswith(("function-after", "tagged-union"))
+    )
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
+
+
+def load_case_spec(data: dict[str, Any] | str | Path, source: str | None = None) -> CaseSpec:
+    """Validate a case config given as a dict, YAML text or a YAML file's path."""
+    if isinstance(data, Path) or (isinstance(data, str) and data.endswith((".yaml", ".yml"))):
+        path = Path(data)
+        source = source or str(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise SeedoptError(f"cannot read case config {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise SeedoptError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    elif isinstance(data, str):
+        data = yaml.safe_load(data)
+    source = source or "case config"
+    if not isinstance(data, dict):
+        raise SeedoptError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return CaseSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SeedoptError(format_validation_error(exc, source)) from None

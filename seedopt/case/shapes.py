@@ -1,0 +1,85 @@
+"""Geometric primitives that build phantom structures on a grid (all sizes in mm)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+
+from .grid import Grid
+
+Vec3 = tuple[float, float, float]
+Axis = Literal["x", "y", "z"]
+_AXIS = {"x": 0, "y": 1, "z": 2}
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    minus: list[str] = Field(default_factory=list, description="structures cut out of this one")
+    within: str | None = Field(default=None, description="structure this one is clipped to")
+
+
+class Ellipsoid(_Shape):
+    shape: Literal["ellipsoid"]
+    center_mm: Vec3
+    radii_mm: tuple[PositiveFloat, PositiveFloat, PositiveFloat]
+
+    def mask(self, grid: Grid) -> np.ndarray:
+        x, y, z = grid.coordinates_mm()
+        (cx, cy, cz), (rx, ry, rz) = self.center_mm, self.radii_mm
+        return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 + ((z - cz) / rz) ** 2 <= 1.0
+
+
+class Cylinder(_Shape):
+    """An elliptic cylinder along a grid axis; ``radii_mm`` in the other two axes' order."""
+
+    shape: Literal["cylinder"]
+    center_mm: Vec3
+    radii_mm: tuple[PositiveFloat, PositiveFloat]
+    axis: Axis = "z"
+    half_length_mm: PositiveFloat | None = None
+
+    def mask(self, grid: Grid) -> np.ndarray:
+        coords = grid.coordinates_mm()
+        a = _AXIS[self.axis]
+        across = [k for k in range(3) if k != a]
+        inside = (
+            sum(
+                ((coords[k] - self.center_mm[k]) / r) ** 2
+                for k, r in zip(across, self.radii_mm, strict=True)
+            )
+            <= 1.0
+        )
+        if self.half_length_mm is not None:
+            inside = inside & (np.abs(coords[a] - self.center_mm[a]) <= self.half_length_mm)
+        return np.broadcast_to(inside, grid.shape)
+
+
+class Box(_Shape):
+    shape: Literal["box"]
+    min_mm: Vec3
+    max_mm: Vec3
+
+    def mask(self, grid: Grid) -> np.ndarray:
+        x, y, z = grid.coordinates_mm()
+        (x0, y0, z0), (x1, y1, z1) = self.min_mm, self.max_mm
+        return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1)
+
+
+ShapeSpec = Annotated[Ellipsoid | Cylinder | Box, Field(discriminator="shape")]
+
+
+def build_masks(shapes: dict[str, Ellipsoid | Cylinder | Box], grid: Grid) -> dict[str, np.ndarray]:
+    """Masks of every shape, with ``minus`` and ``within`` applied (in the order given)."""
+    raw = {name: np.ascontiguousarray(s.mask(grid), dtype=bool) for name, s in shapes.items()}
+    out: dict[str, np.ndarray] = {}
+    for name, s in shapes.items():
+        m = raw[name].copy()
+        for other in s.minus:
+            m &= ~raw[other]
+        if s.within is not None:
+            m &= raw[s.within]
+        out[name] = m
+    return out
