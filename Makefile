@@ -15,9 +15,8 @@ $(STAMP):
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/seedopt sources
-	$(BIN)/seedopt source-table 6711 --out out/6711_2d.csv
 	$(BIN)/seedopt commission --out out/commissioning
+	$(BIN)/seedopt plan configs/cases/vertebral.yaml --out out/vertebral
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -28,7 +27,7 @@ bench-matrix: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff mypy
 	$(BIN)/ruff check seedopt kernels optimizer configs tests benchmarks
-	$(BIN)/mypy seedopt kernels
+	$(BIN)/mypy seedopt kernels optimizer
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache

@@ -15,6 +15,7 @@ from .errors import SeedoptError
 from .sources import DEFAULT_HALF_LIFE_D, Source, get_model, known_models
 
 EXIT_BAD_INPUT = 2
+EXIT_GOALS_MISSED = 3
 
 
 def _backend(request: str) -> Backend:
@@ -233,6 +234,78 @@ def commission_cmd(out: Path, backend: str) -> None:
             f"{c.max_gL_error:>9.1e} {c.max_F_error:>9.1e} {c.total_dose_1u_ref_cgy:>11.2f} cGy"
         )
     click.echo(f"tables (CSV, 2D and 1D) and figures in {out}/", err=True)
+
+
+@cli.command("plan")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for plan.json, metrics.json, dose.h5 and figures.",
+)
+@click.option("--method", help="Optimizer (default: the config's, else hybrid).")
+@click.option("--seed", type=int, help="Random seed (default: the config's, else 0).")
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Dose-matrix cache folder (default: $SEEDOPT_CACHE or ~/.cache/seedopt).",
+)
+@click.option("--no-cache", is_flag=True, help="Compute the dose matrix without the cache.")
+@backend_option
+def plan_cmd(
+    config: Path,
+    out: Path,
+    method: str | None,
+    seed: int | None,
+    cache: Path | None,
+    no_cache: bool,
+    backend: str,
+) -> None:
+    """Plan CONFIG. Exit code 3 when the best plan misses a goal (the report says by how much)."""
+    from .dose.cache import default_cache_dir
+    from .export import write_outputs
+    from .plan_config import load_plan_spec
+    from .planning import plan_case
+
+    spec = load_plan_spec(config)
+    b = _backend(backend)
+    cache_dir = None if no_cache else (cache or default_cache_dir())
+    click.echo(f"planning {spec.name} ({spec.description})", err=True)
+    plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir)
+    written = write_outputs(plan, out)
+    click.echo(format_report(plan.metrics))
+    click.echo(f"wrote {', '.join(p.name for p in written)} in {out}/", err=True)
+    if not plan.goals_met:
+        sys.exit(EXIT_GOALS_MISSED)
+
+
+def format_report(m: dict[str, Any]) -> str:
+    """The metrics table a physicist reads: target, organs, indices, goals with pass/fail."""
+    t = m["structures"][m["target"]]
+    lines = [
+        f"method {m['method']}: {m['n_seeds']} seeds on {m['n_needles']} needles, total "
+        f"{m['total_strength_u']:.2f} U; prescription {m['prescription_gy']:g} Gy",
+        f"target {m['target']} ({t['volume_cc']:.1f} cc): D90 {t['D90_gy']:.1f} Gy, "
+        f"D100 {t['D100_gy']:.1f} Gy, V100 {t['V100_pct']:.1f} %, V150 {t['V150_pct']:.1f} %, "
+        f"V200 {t['V200_pct']:.1f} %",
+        f"CI {m['indices']['CI']:.2f}  EI {m['indices']['EI']:.2f}  HI {m['indices']['HI']:.2f}",
+        f"{'structure':16} {'cc':>7} {'Dmax':>8} {'D0.1cc':>8} {'D2cc':>8} {'Dmean':>8}  (Gy)",
+    ]
+    for name, s in m["structures"].items():
+        lines.append(
+            f"{name:16} {s['volume_cc']:>7.1f} {s['Dmax_gy']:>8.1f} "
+            f"{s['D0.1cc_gy']:>8.1f} {s['D2cc_gy']:>8.1f} {s['Dmean_gy']:>8.1f}"
+        )
+    lines.append("goals:")
+    for g in m["goals"]:
+        status = (
+            "PASS" if g["met"] else f"FAIL (misses by {g['miss']:.1f} Gy, {g['miss_pct']:.1f} %)"
+        )
+        lines.append(f"  {g['name']:40} {g['value']:8.1f} Gy  {status}")
+    times = ", ".join(f"{k} {v:.2f} s" for k, v in m["runtime_s"].items())
+    lines.append(f"time: {times}")
+    return "\n".join(lines)
 
 
 def _slug(model_id: str) -> str:

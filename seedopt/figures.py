@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,4 +77,104 @@ def commissioning_figure(model: SourceModel, path: Path, backend: Backend | None
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+SEEDS_SHOWN_WITHIN_MM = 5.0
+"""Seeds this close to a slice are drawn on it."""
+
+
+def dvh_figure(plan: Any, path: Path) -> None:
+    """Cumulative DVH of every structure, with the prescription marked."""
+    from .metrics import Structure
+
+    plt = _pyplot()
+    case, rx = plan.case, plan.spec.prescription_gy
+    fig, ax = plt.subplots(figsize=(8, 5))
+    top = 3.0 * rx
+    for name, mask in case.masks.items():
+        if name == case.body:
+            continue
+        s = Structure.from_mask(plan.dose_gy, mask, case.grid.voxel_cc)
+        levels, pct = s.dvh(bin_gy=top / 400, max_gy=top)
+        ax.plot(levels, pct, lw=2.5 if name == case.target else 1.2, label=name)
+    ax.axvline(rx, color="k", ls="--", lw=1, label=f"prescription {rx:g} Gy")
+    ax.set(
+        xlabel="dose (Gy)",
+        ylabel="volume (%)",
+        xlim=(0, top),
+        ylim=(0, 101),
+        title=f"{case.name}: cumulative DVH ({plan.result.method})",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def slice_figure(plan: Any, path: Path) -> None:
+    """Axial and sagittal slices through the target's centre: dose colour wash, isodose lines
+    at 50/100/150/200 % of the prescription, structure outlines, needles (projected) and the
+    seeds within ``SEEDS_SHOWN_WITHIN_MM`` of each slice."""
+    plt = _pyplot()
+    case, rx = plan.case, plan.spec.prescription_gy
+    grid = case.grid
+    centre = np.argwhere(case.masks[case.target]).mean(axis=0).round().astype(int)  # z, y, x
+    x, y, z = grid.axes_mm()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6))
+    views = [
+        ("axial", centre[0], 0, (x, y), ("x (mm)", "y (mm)"), (0, 1)),
+        ("sagittal", centre[2], 2, (y, z), ("y (mm)", "z (mm)"), (1, 2)),
+    ]
+    seeds = plan.seeds_mm
+    for ax, (title, index, axis, (h, v), labels, (ih, iv)) in zip(axes, views, strict=True):
+        cut = np.take(plan.dose_gy, index, axis=axis)
+        im = ax.imshow(
+            np.minimum(cut, 3 * rx),
+            origin="lower",
+            cmap="jet",
+            alpha=0.75,
+            extent=(h[0], h[-1], v[0], v[-1]),
+            aspect="equal",
+        )
+        cs = ax.contour(
+            h,
+            v,
+            cut,
+            levels=[0.5 * rx, rx, 1.5 * rx, 2 * rx],
+            colors=["c", "w", "y", "m"],
+            linewidths=1.2,
+        )
+        ax.clabel(
+            cs,
+            fmt={lv: f"{p}%" for lv, p in zip(cs.levels, (50, 100, 150, 200), strict=False)},
+            fontsize=7,
+        )
+        for k, (name, mask) in enumerate(case.masks.items()):
+            m = np.take(mask, index, axis=axis)
+            if m.any() and 0 < m.sum() < m.size:
+                ax.contour(
+                    h, v, m.astype(float), levels=[0.5], colors=[f"C{k % 10}"], linewidths=1.0
+                )
+                ax.plot([], [], color=f"C{k % 10}", label=name)
+        plane_mm = (z, y, x)[axis][index]  # array axis (z, y, x) -> coordinate index 2 - axis
+        near = np.abs(seeds[:, 2 - axis] - plane_mm) <= SEEDS_SHOWN_WITHIN_MM
+        ax.plot(seeds[near, ih], seeds[near, iv], "o", ms=4, mfc="k", mec="w", label="seeds")
+        for k in plan.used_needles():
+            n = plan.candidates.needles[k]
+            ax.plot(
+                [n.entry_mm[ih], n.tip_mm[ih]],
+                [n.entry_mm[iv], n.tip_mm[iv]],
+                "-",
+                color="0.3",
+                lw=0.6,
+            )
+        ax.set(title=f"{title} at {plane_mm:.0f} mm", xlabel=labels[0], ylabel=labels[1])
+        ax.legend(fontsize=7, loc="upper right")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="dose (Gy), clipped at 300 % Rx")
+    fig.suptitle(
+        f"{case.name}: {len(seeds)} seeds, {len(plan.used_needles())} needles, Rx {rx:g} Gy"
+    )
+    fig.savefig(path, dpi=100)
     plt.close(fig)

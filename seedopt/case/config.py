@@ -107,23 +107,29 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
 
 
-def load_case_spec(data: dict[str, Any] | str | Path, source: str | None = None) -> CaseSpec:
-    """Validate a case config given as a dict, YAML text or a YAML file's path."""
-    if isinstance(data, Path) or (isinstance(data, str) and data.endswith((".yaml", ".yml"))):
-        path = Path(data)
-        source = source or str(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise SeedoptError(f"cannot read case config {path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise SeedoptError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    elif isinstance(data, str):
-        data = yaml.safe_load(data)
-    source = source or "case config"
-    if not isinstance(data, dict):
-        raise SeedoptError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping, or a one-line error."""
     try:
-        return CaseSpec.model_validate(data)
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SeedoptError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise SeedoptError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise SeedoptError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def load_case_spec(data: dict[str, Any] | str | Path, source: str | None = None) -> CaseSpec:
+    """Validate a case config given as a dict or a YAML file's path (plan keys are ignored)."""
+    if isinstance(data, (str, Path)):
+        source = source or str(data)
+        data = read_yaml(Path(data))
+    source = source or "case config"
+    fields = set(CaseSpec.model_fields)
+    plan_keys = {"source", "prescription_gy", "approach", "goals", "optimizer", "dose"}
+    case_part = {k: v for k, v in data.items() if k in fields or k not in plan_keys}
+    try:
+        return CaseSpec.model_validate(case_part)
     except ValidationError as exc:
         raise SeedoptError(format_validation_error(exc, source)) from None

@@ -1,0 +1,130 @@
+"""The planning problem every optimizer solves and the one result type they all return.
+
+Problem (all doses in Gy, from the dose-influence matrix of the candidate seeds):
+
+* decision: ``x[j] in {0, 1}`` loads candidate seed ``j``; a needle is used when any of its
+  seeds is loaded;
+* primary goal: target D90 >= prescription (evaluated on ``A_target`` rows, equal volumes);
+* hard limits: ``HardLimit(structure, metric, limit_gy)`` with metric "Dmax", "D0.1cc",
+  "D1cc", "D2cc" or "Dmean" on ``A_oar[structure]`` rows (each row ``voxel_cc``);
+* soft goals, weighted: V150 and V200 of the target (percent), number of seeds, number of
+  needles.
+
+``objective(problem, x)`` defines the exact scalar every optimizer is compared on (lower is
+better); see its docstring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Metric = Literal["Dmax", "D0.1cc", "D1cc", "D2cc", "Dmean"]
+
+
+@dataclass(frozen=True)
+class HardLimit:
+    structure: str
+    metric: Metric
+    limit_gy: float
+
+
+@dataclass(frozen=True)
+class SoftWeights:
+    """Weights of the soft goals in the objective (per unit named)."""
+
+    v150_per_pct: float = 0.02
+    v200_per_pct: float = 0.05
+    per_seed: float = 0.01
+    per_needle: float = 0.05
+
+
+@dataclass(frozen=True)
+class CandidateGeometry:
+    """Geometry that a geometry-aware method (the clinical baseline) needs.
+
+    Attributes
+    ----------
+    needle_holes : template hole (column, row) of each candidate needle, or None (freehand).
+    needle_points_mm : (n_needles, 3) a point of each needle inside the target, mm.
+    needle_directions : (n_needles, 3) unit directions.
+    seed_depth_mm : (m,) distance of each candidate seed centre inside the target's surface, mm.
+    seed_order : (m,) position of each candidate along its needle, counted from the tip.
+    """
+
+    needle_holes: list[tuple[int, int] | None]
+    needle_points_mm: np.ndarray
+    needle_directions: np.ndarray
+    seed_depth_mm: np.ndarray
+    seed_order: np.ndarray
+
+
+@dataclass(frozen=True)
+class PlanProblem:
+    """Everything an optimizer needs; matrices are NumPy (or CuPy) float32 arrays.
+
+    Attributes
+    ----------
+    A_target : (n_target, m) Gy per seed at target points (equal volumes).
+    A_oar : structure name -> (n_k, m) Gy per seed at that structure's points.
+    voxel_cc : volume of one point of ``A_oar`` and ``A_target`` rows, cc.
+    prescription_gy : target D90 goal.
+    hard : hard organ limits.
+    soft : soft-goal weights.
+    seed_needle : (m,) needle index of each candidate seed.
+    n_needles : number of candidate needles.
+    max_seeds, max_needles : optional caps.
+    geometry : candidate geometry for geometry-aware methods (optional).
+    """
+
+    A_target: Any
+    A_oar: dict[str, Any]
+    voxel_cc: float
+    prescription_gy: float
+    hard: tuple[HardLimit, ...]
+    seed_needle: np.ndarray
+    n_needles: int
+    soft: SoftWeights = field(default_factory=SoftWeights)
+    max_seeds: int | None = None
+    max_needles: int | None = None
+    geometry: CandidateGeometry | None = None
+
+    @property
+    def n_candidates(self) -> int:
+        return int(self.A_target.shape[1])
+
+
+@dataclass
+class OptimizeResult:
+    """The result every optimizer returns (after SciPy's ``OptimizeResult``).
+
+    Attributes
+    ----------
+    x : (m,) bool loading of the candidate seeds.
+    fun : ``objective(problem, x)``.
+    success : the optimizer finished normally (not: every goal met).
+    status : 0 finished, 1 time or iteration limit, 2 failed.
+    message : a human-readable line.
+    nit, nfev : iterations and objective/dose evaluations.
+    method : optimizer name.
+    runtime_s : wall time, s.
+    bound : the proven lower bound of the method's own model objective (MILP/LP: the HiGHS
+        dual bound of the linear-penalty model, not of ``fun``), else None.
+    extra : method-specific details. ``extra["strength_scale"]``, when present, says the
+        plan uses the seed strength times this factor (the clinical baseline), and ``fun`` is
+        the objective at that strength.
+    """
+
+    x: np.ndarray
+    fun: float
+    success: bool
+    status: int
+    message: str
+    nit: int
+    nfev: int
+    method: str
+    runtime_s: float
+    bound: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

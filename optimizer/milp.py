@@ -1,0 +1,323 @@
+"""Mixed-integer linear model of the plan solved with HiGHS (``scipy.optimize.milp``).
+
+The model is a linear-penalty surrogate of ``objective`` (D90, V150/V200 and quantile doses
+are not linear). Over the (sub-sampled) target rows ``A_t`` (n rows), prescription Rx:
+
+variables
+    x_j in {0, 1} seed j loaded; y_n in {0, 1} needle n used, x_j <= y_needle(j);
+    u_i >= 0 underdose, u_i >= Rx - A_t,i x; h_i >= 0 hot spot, h_i >= A_t,i x - 2 Rx.
+hard limits on the OAR rows ``A_k`` (all rows, limit L)
+    Dmax: A_k,i x <= L for every row (hard);
+    Dmean: mean_i(A_k,i) x <= L (hard; exact, the mean is linear);
+    D{v}cc: penalised excess e >= 0 of the mean dose of the hottest q = ceil(v / voxel_cc)
+        points (CVaR, Rockafellar-Uryasev: t free, s_i >= 0, s_i >= A_k,i x - t,
+        t + sum(s) / q - e <= L). That mean is >= the q-th hottest dose, so e >= the true
+        excess in Gy: the surrogate over-estimates, never hides, a Dcc violation.
+caps
+    sum x <= max_seeds, sum y <= max_needles when set.
+optional (``require_d90``)
+    z_i in {0, 1} "allowed cold point": A_t,i x + Rx z_i >= Rx, sum z <= n - ceil(0.9 n),
+    i.e. exactly D90 >= Rx on the sampled rows, as a hard constraint.
+objective (same units as ``objective``)
+    W_COVERAGE * 100 / (Rx n) * sum u                 (mean underdose, % of Rx)
+    + v200_per_pct * 100 / (n HOT_SCALE Rx) * sum h   (a point HOT_SCALE Rx above 2 Rx costs
+                                                      what one point costs in V200)
+    + sum over Dcc limits of W_HARD * 100 / L * e     (% excess, weighted like objective)
+    + per_seed * sum x + per_needle * sum y.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from .base import OptimizeResult, PlanProblem
+from .objective import W_COVERAGE, W_HARD, objective
+from .registry import BaseOptimizer, register, to_host
+
+HOT_SCALE = 0.1
+"""Excess above 2 Rx (fraction of Rx) that the hot-spot slack prices as one V200 point."""
+
+
+def sample_rows(n: int, max_points: int) -> np.ndarray:
+    """At most ``max_points`` row indices of ``n``, evenly spaced and deterministic."""
+    if n <= max_points:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
+
+
+def _place(block: Any, offset: int, n_vars: int) -> sparse.csr_array:
+    """``block`` as rows over all ``n_vars`` model variables, starting at column ``offset``."""
+    coo = sparse.coo_array(block)
+    return sparse.csr_array((coo.data, (coo.row, coo.col + offset)), shape=(coo.shape[0], n_vars))
+
+
+@dataclass(frozen=True)
+class _Limit:
+    """One hard limit as the model uses it (OAR rows in float64)."""
+
+    label: str
+    metric: str
+    A: np.ndarray
+    limit_gy: float
+    q: int  # hottest points whose mean bounds a Dcc (1 for the others)
+    cost: float  # per Gy of CVaR excess (Dcc only)
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """The model of the module docstring in ``milp``'s form (variables x, y first)."""
+
+    problem: PlanProblem
+    rows: np.ndarray  # sampled target rows
+    A_t: np.ndarray  # (n, m) float64
+    limits: tuple[_Limit, ...]
+    require_d90: bool
+    c: np.ndarray
+    A: sparse.csr_array
+    lb: np.ndarray
+    ub: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    integrality: np.ndarray
+    c_under: float
+    c_hot: float
+
+    @property
+    def hard_constraints(self) -> list[str]:
+        """The model's hard constraints, in words (for infeasibility messages)."""
+        p = self.problem
+        out = [lim.label for lim in self.limits if lim.metric in ("Dmax", "Dmean")]
+        if p.max_seeds is not None:
+            out.append(f"max_seeds={p.max_seeds}")
+        if p.max_needles is not None:
+            out.append(f"max_needles={p.max_needles}")
+        if self.require_d90:
+            out.append(f"D90 >= {p.prescription_gy:g} Gy on the sampled target points")
+        return out
+
+    def solve(self, *, integral: bool, time_limit_s: float, mip_rel_gap: float) -> Any:
+        """HiGHS result of the model (``integral=False``: its LP relaxation)."""
+        return milp(
+            self.c,
+            constraints=LinearConstraint(self.A, self.lb, self.ub),
+            bounds=Bounds(self.lo, self.hi),
+            integrality=self.integrality if integral else None,
+            options={
+                "time_limit": max(time_limit_s, 1e-3),
+                "mip_rel_gap": mip_rel_gap,
+                "disp": False,
+            },
+        )
+
+    def evaluate(self, x: Any) -> float:
+        """The model objective of a 0/1 loading with its slacks at their optimum (``inf``
+        where a hard constraint fails by more than 1e-6 relative)."""
+        p = self.problem
+        s = p.soft
+        xb = np.asarray(x, dtype=bool)
+        xf = xb.astype(np.float64)
+        rx = p.prescription_gy
+        dt = self.A_t @ xf
+        n_needles = np.unique(np.asarray(p.seed_needle)[xb]).size
+        if (p.max_seeds is not None and xb.sum() > p.max_seeds) or (
+            p.max_needles is not None and n_needles > p.max_needles
+        ):
+            return math.inf
+        if self.require_d90:
+            need = math.ceil(0.9 * dt.size - 1e-9)
+            if np.count_nonzero(dt >= rx * (1 - 1e-6)) < need:
+                return math.inf
+        value = (
+            s.per_seed * xb.sum()
+            + s.per_needle * n_needles
+            + self.c_under * np.maximum(0.0, rx - dt).sum()
+            + self.c_hot * np.maximum(0.0, dt - 2.0 * rx).sum()
+        )
+        for lim in self.limits:
+            d = lim.A @ xf
+            tol = 1e-6 * max(1.0, abs(lim.limit_gy))
+            if lim.metric == "Dmax" and d.max() > lim.limit_gy + tol:
+                return math.inf
+            if lim.metric == "Dmean" and d.mean() > lim.limit_gy + tol:
+                return math.inf
+            if lim.cost:
+                cvar = np.sort(d)[::-1][: lim.q].mean()
+                value += lim.cost * max(0.0, cvar - lim.limit_gy)
+        return float(value)
+
+
+def build_model(
+    problem: PlanProblem, *, max_points: int = 2000, require_d90: bool = False
+) -> LinearModel:
+    """The linear model of ``problem`` (module docstring) on at most ``max_points`` target
+    rows (evenly spaced sample; all OAR rows are kept)."""
+    p = problem
+    s = p.soft
+    rx = float(p.prescription_gy)
+    A_full = to_host(p.A_target)
+    rows = sample_rows(A_full.shape[0], max_points)
+    A_t = A_full[rows].astype(np.float64)
+    n, m = A_t.shape
+    n_nd = int(p.n_needles)
+    needle = np.asarray(to_host(p.seed_needle), dtype=np.int64)
+
+    limits: list[_Limit] = []
+    for hard in p.hard:
+        A_k = to_host(p.A_oar[hard.structure]).astype(np.float64)
+        q, cost = 1, 0.0
+        if hard.metric not in ("Dmax", "Dmean"):
+            volume = float(hard.metric[1:-2])
+            q = min(A_k.shape[0], max(1, math.ceil(volume / p.voxel_cc - 1e-9)))
+            cost = W_HARD * 100.0 / hard.limit_gy
+        label = f"{hard.metric}({hard.structure}) <= {hard.limit_gy:g} Gy"
+        limits.append(_Limit(label, hard.metric, A_k, float(hard.limit_gy), q, cost))
+
+    # variable layout: x | y | u | h | per Dcc limit: t, s (n_k), e | z (require_d90)
+    ox, oy, ou, oh = 0, m, m + n_nd, m + n_nd + n
+    n_vars = oh + n
+    dcc_at = {}
+    for i, lim in enumerate(limits):
+        if lim.cost:
+            dcc_at[i] = n_vars
+            n_vars += 1 + lim.A.shape[0] + 1
+    oz = n_vars
+    if require_d90:
+        n_vars += n
+
+    c_under = W_COVERAGE * 100.0 / (rx * n)
+    c_hot = s.v200_per_pct * 100.0 / (n * HOT_SCALE * rx)
+    c = np.zeros(n_vars)
+    c[ox:oy] = s.per_seed
+    c[oy:ou] = s.per_needle
+    c[ou:oh] = c_under
+    c[oh : oh + n] = c_hot
+    lo, hi = np.zeros(n_vars), np.ones(n_vars)
+    hi[ou:oz] = np.inf
+    integrality = np.zeros(n_vars, dtype=np.int64)
+    integrality[ox:ou] = 1
+    integrality[oz:] = 1
+
+    eye_n = sparse.eye_array(n)
+    link = sparse.csr_array((-np.ones(m), (np.arange(m), needle)), shape=(m, n_nd))
+    groups = [  # (rows over all variables, lower, upper)
+        (_place(sparse.eye_array(m), ox, n_vars) + _place(link, oy, n_vars), -np.inf, 0.0),
+        (_place(A_t, ox, n_vars) + _place(eye_n, ou, n_vars), rx, np.inf),
+        (_place(A_t, ox, n_vars) - _place(eye_n, oh, n_vars), -np.inf, 2.0 * rx),
+    ]
+    for i, lim in enumerate(limits):
+        if lim.metric == "Dmax":
+            groups.append((_place(lim.A, ox, n_vars), -np.inf, lim.limit_gy))
+        elif lim.metric == "Dmean":
+            groups.append((_place(lim.A.mean(axis=0)[None], ox, n_vars), -np.inf, lim.limit_gy))
+        else:
+            ot = dcc_at[i]
+            nk = lim.A.shape[0]
+            os_, oe = ot + 1, ot + 1 + nk
+            lo[ot] = -np.inf
+            c[oe] = lim.cost
+            hot = (
+                _place(lim.A, ox, n_vars)
+                - _place(np.ones((nk, 1)), ot, n_vars)
+                - _place(sparse.eye_array(nk), os_, n_vars)
+            )
+            groups.append((hot, -np.inf, 0.0))
+            cvar = np.concatenate([[1.0], np.full(nk, 1.0 / lim.q), [-1.0]])[None]
+            groups.append((_place(cvar, ot, n_vars), -np.inf, lim.limit_gy))
+    if p.max_seeds is not None:
+        groups.append((_place(np.ones((1, m)), ox, n_vars), -np.inf, float(p.max_seeds)))
+    if p.max_needles is not None:
+        groups.append((_place(np.ones((1, n_nd)), oy, n_vars), -np.inf, float(p.max_needles)))
+    if require_d90:
+        groups.append((_place(A_t, ox, n_vars) + _place(rx * eye_n, oz, n_vars), rx, np.inf))
+        allowed = n - math.ceil(0.9 * n - 1e-9)
+        groups.append((_place(np.ones((1, n)), oz, n_vars), -np.inf, float(allowed)))
+
+    A = sparse.vstack([g[0] for g in groups], format="csr")
+    lb = np.concatenate([np.full(g[0].shape[0], g[1]) for g in groups])
+    ub = np.concatenate([np.full(g[0].shape[0], g[2]) for g in groups])
+    return LinearModel(
+        p, rows, A_t, tuple(limits), require_d90, c, A, lb, ub, lo, hi, integrality, c_under, c_hot
+    )
+
+
+@register("milp")
+class MILPOptimizer(BaseOptimizer):
+    """The mixed-integer model of the module docstring, solved to ``mip_rel_gap`` by HiGHS."""
+
+    def solve(
+        self,
+        problem: PlanProblem,
+        rng: np.random.Generator | int | None = None,
+        *,
+        time_limit_s: float = 30.0,
+        mip_rel_gap: float = 1e-4,
+        max_points: int = 2000,
+        require_d90: bool = False,
+    ) -> OptimizeResult:
+        """Solve the model (``rng`` is unused: HiGHS is deterministic).
+
+        Parameters
+        ----------
+        time_limit_s : wall-time limit of the LP relaxation and the MILP together, s.
+        mip_rel_gap : relative gap at which HiGHS stops.
+        max_points : at most this many target rows (evenly spaced sample).
+        require_d90 : add D90 >= Rx on the sampled rows as a hard constraint (n binaries).
+
+        Returns
+        -------
+        ``fun`` is the exact objective of the loading; ``bound`` is HiGHS's proven dual bound
+        of the MODEL objective (not of ``fun``); ``extra`` holds ``model_objective``,
+        ``model_bound``, ``mip_gap`` and ``lp_relaxation`` (model optimum without
+        integrality). Status 1: time limit with a feasible loading; 2: none found (x empty).
+        """
+        start = time.perf_counter()
+        model = build_model(problem, max_points=max_points, require_d90=require_d90)
+        m = problem.n_candidates
+        relax = model.solve(integral=False, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
+        left = time_limit_s - (time.perf_counter() - start)
+        res = model.solve(integral=True, time_limit_s=left, mip_rel_gap=mip_rel_gap)
+        found = res.x is not None
+        x = res.x[:m] > 0.5 if found else np.zeros(m, dtype=bool)
+        lp_value = float(relax.fun) if relax.status == 0 else None
+        if found and res.status == 0:
+            status, message = 0, f"optimal within mip_rel_gap={mip_rel_gap:g}"
+        elif found:
+            status, message = 1, f"stopped with a feasible loading: {res.message}"
+        elif res.status == 2 or relax.status == 2:
+            status = 2
+            message = (
+                "infeasible: no loading satisfies the hard constraints together: "
+                + "; ".join(model.hard_constraints)
+            )
+        else:
+            status, message = 2, f"no feasible loading found: {res.message}"
+        bound = getattr(res, "mip_dual_bound", None)
+        bound = float(bound) if bound is not None and np.isfinite(bound) else None
+        return OptimizeResult(
+            x=x,
+            fun=float(objective(problem, x)),
+            success=status == 0,
+            status=status,
+            message=message,
+            nit=int(getattr(res, "mip_node_count", 0) or 0),
+            nfev=1,
+            method=self.name,
+            runtime_s=time.perf_counter() - start,
+            bound=bound,
+            extra={
+                "model_objective": float(res.fun) if found else None,
+                "model_bound": bound,
+                "mip_gap": float(res.mip_gap)
+                if getattr(res, "mip_gap", None) is not None
+                else None,
+                "lp_relaxation": lp_value,
+                "n_target_rows": int(model.rows.size),
+            },
+        )

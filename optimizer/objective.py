@@ -1,0 +1,137 @@
+"""The exact plan objective, on sampled points with equal volumes (lower is better).
+
+    f(x) = W_COVERAGE * shortfall% + W_HARD * sum(excess% of each hard limit)
+           + w150 * V150 + w200 * V200 + w_seed * seeds + w_needle * needles
+
+shortfall% = 100 * max(0, Rx - D90) / Rx; excess% = 100 * max(0, value - limit) / limit.
+D90 and Dcc follow ``seedopt.metrics`` (hottest-first, the point where the cumulative volume
+first reaches the asked volume); ``x`` may be a batch (k, m) of loadings (one row per chain).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .base import HardLimit, PlanProblem
+
+W_COVERAGE = 10.0
+"""Objective units per percent of D90 below the prescription."""
+W_HARD = 20.0
+"""Objective units per percent above a hard limit."""
+
+
+def _xp(a: Any) -> Any:
+    try:
+        import cupy
+
+        return cupy.get_array_module(a)
+    except ImportError:
+        return np
+
+
+def dose(A: Any, x: Any) -> Any:
+    """Dose at the rows of ``A`` (Gy) for loading(s) ``x``: (n,) or, for x (k, m), (k, n)."""
+    xp = _xp(A)
+    xf = xp.asarray(x, dtype=A.dtype)
+    return (A @ xf.T).T if xf.ndim == 2 else A @ xf
+
+
+def dose_at_percent(d: Any, percent: float) -> Any:
+    """D_x% of equal-volume points along the last axis (Gy)."""
+    n = d.shape[-1]
+    k = max(1, math.ceil(n * percent / 100.0 - 1e-9))  # the k-th hottest point
+    xp = _xp(d)
+    return -xp.partition(-d, k - 1, axis=-1)[..., k - 1]
+
+
+def dose_at_volume(d: Any, volume_cc: float, voxel_cc: float) -> Any:
+    """D_v cc of points of ``voxel_cc`` each (Gy); the coldest point if the structure is smaller."""
+    n = d.shape[-1]
+    k = min(n, max(1, math.ceil(volume_cc / voxel_cc - 1e-9)))
+    xp = _xp(d)
+    return -xp.partition(-d, k - 1, axis=-1)[..., k - 1]
+
+
+def limit_value(d: Any, limit: HardLimit, voxel_cc: float) -> Any:
+    """The metric a hard limit constrains, from the structure's point doses (Gy)."""
+    if limit.metric == "Dmax":
+        return d.max(axis=-1)
+    if limit.metric == "Dmean":
+        return d.mean(axis=-1)
+    volume = float(limit.metric[1:-2])  # "D0.1cc" -> 0.1
+    return dose_at_volume(d, volume, voxel_cc)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The objective's parts for one loading (or arrays over a batch)."""
+
+    d90_gy: Any
+    shortfall_pct: Any
+    hard_excess_pct: Any  # summed over limits
+    v150_pct: Any
+    v200_pct: Any
+    n_seeds: Any
+    n_needles: Any
+    total: Any
+
+
+def terms_from_doses(
+    problem: PlanProblem, d_target: Any, d_oar: dict[str, Any], n_seeds: Any, n_needles: Any
+) -> Terms:
+    """The objective's parts from doses already known (Gy), one row per loading: the one
+    formula that ``terms`` and the incremental annealer both use.
+
+    Parameters
+    ----------
+    d_target : (..., n_target) doses at the target rows, Gy.
+    d_oar : structure -> (..., n_k) doses at its rows, Gy (every structure of ``hard``).
+    n_seeds, n_needles : (...) loaded seeds and used needles.
+    """
+    xp = _xp(d_target)
+    rx = problem.prescription_gy
+    d90 = dose_at_percent(d_target, 90.0)
+    shortfall = 100.0 * xp.maximum(0.0, rx - d90) / rx
+    v150 = 100.0 * (d_target >= 1.5 * rx).mean(axis=-1)
+    v200 = 100.0 * (d_target >= 2.0 * rx).mean(axis=-1)
+    excess = xp.zeros_like(d90)
+    for lim in problem.hard:
+        value = limit_value(d_oar[lim.structure], lim, problem.voxel_cc)
+        excess = excess + 100.0 * xp.maximum(0.0, value - lim.limit_gy) / lim.limit_gy
+    s = problem.soft
+    total = (
+        W_COVERAGE * shortfall
+        + W_HARD * excess
+        + s.v150_per_pct * v150
+        + s.v200_per_pct * v200
+        + s.per_seed * n_seeds
+        + s.per_needle * n_needles
+    )
+    return Terms(d90, shortfall, excess, v150, v200, n_seeds, n_needles, total)
+
+
+def terms(problem: PlanProblem, x: Any) -> Terms:
+    """Every part of the objective for loading(s) ``x`` ((m,) or (k, m), 0/1)."""
+    xp = _xp(problem.A_target)
+    x = xp.asarray(x)
+    d_oar = {lim.structure: dose(problem.A_oar[lim.structure], x) for lim in problem.hard}
+    loaded = x.astype(bool)
+    needle_of = xp.asarray(problem.seed_needle)
+    used = xp.zeros(x.shape[:-1] + (problem.n_needles,), dtype=bool)
+    if x.ndim == 1:
+        used[needle_of[loaded]] = True
+    else:
+        rows, cols = xp.nonzero(loaded)
+        used[rows, needle_of[cols]] = True
+    return terms_from_doses(
+        problem, dose(problem.A_target, x), d_oar, loaded.sum(axis=-1), used.sum(axis=-1)
+    )
+
+
+def objective(problem: PlanProblem, x: Any) -> Any:
+    """The scalar objective (or one per row of a batch)."""
+    return terms(problem, x).total

@@ -1,0 +1,128 @@
+"""The approach section of a case config (template or freehand), validated into frozen objects.
+
+Unknown keys and bad values are errors that name the key (``approach.hole_pitch_mm``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from ..case.shapes import Vec3
+from ..errors import SeedoptError
+
+
+def _unit(v: Vec3) -> Vec3:
+    norm = float(np.linalg.norm(v))
+    if not np.isfinite(norm) or norm < 1e-9:
+        raise ValueError("must be a non-zero vector")
+    return tuple(float(c) / norm for c in v)  # type: ignore[return-value]
+
+
+class SeedSettings(BaseModel):
+    """Where candidate seeds may lie along a needle, and where needles may not go (mm)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed_pitch_mm: PositiveFloat = Field(5.0, description="spacing of seed positions, mm")
+    target_margin_mm: NonNegativeFloat = Field(
+        0.0, description="seeds lie inside the target expanded by this, mm"
+    )
+    skin_keepout_mm: NonNegativeFloat = Field(
+        5.0, description="least distance of a seed centre from outside the body, mm"
+    )
+    cord_keepout_mm: NonNegativeFloat = Field(
+        10.0, description="least distance of a seed centre from the cord, mm"
+    )
+    nogo_margin_mm: NonNegativeFloat = Field(
+        3.0, description="least distance of a needle path from every nogo structure, mm"
+    )
+    max_depth_mm: PositiveFloat = Field(
+        200.0, description="longest insertion, skin entry to tip, mm"
+    )
+
+
+class TemplateSpec(SeedSettings):
+    """A coplanar template: parallel needles through holes on a square lattice."""
+
+    kind: Literal["template"]
+    plane_point_mm: Vec3 = Field(description="a point of the template plane, outside the body")
+    direction: Vec3 = Field(description="needle direction, into the patient (normalised)")
+    hole_pitch_mm: PositiveFloat = Field(5.0, description="hole spacing, mm")
+    size_mm: PositiveFloat = Field(100.0, description="width of the square hole lattice, mm")
+
+    @field_validator("direction")
+    @classmethod
+    def _normalised(cls, v: Vec3) -> Vec3:
+        return _unit(v)
+
+    @field_validator("size_mm")
+    @classmethod
+    def _holds_a_hole(cls, v: float, info: ValidationInfo) -> float:
+        pitch = info.data.get("hole_pitch_mm")
+        if pitch is not None and v < pitch:
+            raise ValueError(f"must be at least hole_pitch_mm ({pitch:g})")
+        return v
+
+
+class FreehandSpec(SeedSettings):
+    """Freehand needles: skin entries over the target and a fan of directions."""
+
+    kind: Literal["freehand"]
+    reference_direction: Vec3 = Field(description="central needle direction, into the patient")
+    max_angle_deg: float = Field(20.0, ge=0.0, lt=90.0, description="widest tilt, degrees")
+    entry_spacing_mm: PositiveFloat = Field(5.0, description="spacing of skin entries, mm")
+    angle_step_deg: PositiveFloat = Field(10.0, description="step of the direction fan, degrees")
+    min_needle_distance_mm: NonNegativeFloat = Field(
+        5.0, description="least distance between two needles inside the target, mm"
+    )
+    max_needles_considered: PositiveInt = Field(400, description="most needles kept")
+
+    @field_validator("reference_direction")
+    @classmethod
+    def _normalised(cls, v: Vec3) -> Vec3:
+        return _unit(v)
+
+
+ApproachSpec = Annotated[TemplateSpec | FreehandSpec, Field(discriminator="kind")]
+
+_ADAPTER: TypeAdapter[TemplateSpec | FreehandSpec] = TypeAdapter(ApproachSpec)
+
+
+def load_approach_spec(
+    data: dict[str, Any], source: str = "approach"
+) -> TemplateSpec | FreehandSpec:
+    """Validate an approach section given as a mapping; errors name the bad key.
+
+    Raises
+    ------
+    SeedoptError
+        One line, ``approach.<key>: <what is wrong>``.
+    """
+    if not isinstance(data, dict):
+        raise SeedoptError(f"{source}: expected a mapping of keys, got {type(data).__name__}")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err["loc"]
+        if err["type"].startswith("union_tag"):
+            key, msg = "kind", "must be 'template' or 'freehand'"
+        else:
+            key = ".".join(str(p) for p in loc[1:])  # loc[0] is the kind's tag
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = msg.removeprefix("Value error, ")
+        raise SeedoptError(f"{source}.{key}: {msg}") from None

@@ -1,0 +1,186 @@
+"""Coplanar template: parallel needles through the holes of a square lattice.
+
+Lines are traced through the case by sampling them every quarter voxel; ``trace_lines`` is
+shared with the freehand approach, which traces one bundle of parallel lines per direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..case import Case
+from ..errors import SeedoptError
+from .base import Candidates, Needle
+from .config import SeedSettings, TemplateSpec
+from .seeds import MaskDistance, expanded_target, mask_at, place_seeds
+
+# Why a traced line gives no needle (0: it gives one).
+OK, MISSES, CUT_ENTRY, TOO_DEEP, NEAR_NOGO = range(5)
+
+
+def plane_basis(direction: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors spanning the plane normal to ``direction``.
+
+    The first is patient x projected onto the plane (y when the direction runs along x); the
+    second is perpendicular to both and points superior (posterior when it cannot).
+    """
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    axis = np.eye(3)[0] if abs(d[0]) < 0.9 else np.eye(3)[1]
+    u = axis - (axis @ d) * d
+    u /= np.linalg.norm(u)
+    v = np.cross(d, u)
+    if v[2] < -1e-9 or (abs(v[2]) <= 1e-9 and v[1] < 0):
+        v = -v
+    return u, v
+
+
+@dataclass(frozen=True)
+class Traces:
+    """Parallel lines traced through a case, one row per line (positions in mm).
+
+    Attributes
+    ----------
+    entry_mm : (n, 3) first point in the body going along the direction (the skin entry).
+    tip_mm : (n, 3) last point in the (expanded) target.
+    target_in_mm : (n, 3) first point in the (expanded) target.
+    status : (n,) ``OK`` or why the line gives no needle (``MISSES``, ``CUT_ENTRY``,
+        ``TOO_DEEP``, ``NEAR_NOGO``); positions of lines that miss the target are NaN.
+    """
+
+    entry_mm: np.ndarray
+    tip_mm: np.ndarray
+    target_in_mm: np.ndarray
+    status: np.ndarray
+
+
+def trace_lines(
+    case: Case,
+    origins_mm: np.ndarray,
+    direction: np.ndarray,
+    spec: SeedSettings,
+    target: np.ndarray,
+    nogo: MaskDistance | None,
+) -> Traces:
+    """Trace lines ``origins_mm + t * direction`` (t >= 0, mm) through ``case``.
+
+    A line gives a needle when it meets ``target``, enters the body through its surface (not
+    where the grid cuts the body), reaches the target's far side within ``spec.max_depth_mm``
+    of the entry, and keeps ``spec.nogo_margin_mm`` from ``nogo`` between entry and tip.
+    """
+    grid = case.grid
+    d = np.asarray(direction, float)
+    origins = np.asarray(origins_mm, float).reshape(-1, 3)
+    step = min(grid.spacing_mm) / 4.0
+    lo = np.asarray(grid.origin_mm) - np.asarray(grid.spacing_mm) / 2.0
+    hi = lo + np.asarray(grid.shape[::-1]) * np.asarray(grid.spacing_mm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_lo, t_hi = (lo - origins) / d, (hi - origins) / d
+    t_in = np.nanmax(np.where(d != 0, np.minimum(t_lo, t_hi), -np.inf), axis=1)
+    t_out = np.nanmin(np.where(d != 0, np.maximum(t_lo, t_hi), np.inf), axis=1)
+    t0 = max(0.0, float(t_in.min()) - step)
+    t = t0 + step * np.arange(max(1, int(np.ceil((t_out.max() - t0) / step)) + 2))
+    pts = origins[:, None, :] + t[None, :, None] * d  # (lines, samples, 3)
+    flat = pts.reshape(-1, 3)
+    shape = pts.shape[:2]
+    in_body = mask_at(case.masks[case.body], grid, flat).reshape(shape)
+    in_target = mask_at(target, grid, flat).reshape(shape)
+    on_grid = grid.contains_index(grid.mm_to_index(flat)).reshape(shape)
+
+    status = np.full(len(origins), OK)
+    hits = in_target.any(axis=1)
+    status[~hits] = MISSES
+    first_body = np.argmax(in_body, axis=1)
+    first_target = np.argmax(in_target, axis=1)
+    last_target = shape[1] - 1 - np.argmax(in_target[:, ::-1], axis=1)
+    rows = np.arange(len(origins))
+    cut = (first_body == 0) | ~on_grid[rows, np.maximum(first_body - 1, 0)]
+    status[hits & cut] = CUT_ENTRY
+    depth = (last_target - first_body) * step
+    status[(status == OK) & (depth > spec.max_depth_mm)] = TOO_DEEP
+    if nogo is not None:
+        # Sample distances >= margin + step/2 keep the whole segment >= margin away.
+        clearance = spec.nogo_margin_mm + step / 2.0
+        along = np.arange(shape[1])[None, :]
+        on_path = (along >= first_body[:, None]) & (along <= last_target[:, None])
+        on_path &= (status == OK)[:, None]
+        near = np.zeros(shape, dtype=bool)
+        near[on_path] = nogo(pts[on_path], clearance) < clearance
+        status[near.any(axis=1)] = NEAR_NOGO
+
+    def at(index: np.ndarray) -> np.ndarray:
+        out = pts[rows, index]
+        out[~hits] = np.nan
+        return out
+
+    return Traces(at(first_body), at(last_target), at(first_target), status)
+
+
+def nogo_distance(case: Case) -> MaskDistance | None:
+    """Distance to the union of the case's nogo structures (None when it has none)."""
+    if not case.nogo:
+        return None
+    union = np.logical_or.reduce([case.masks[n] for n in case.nogo])
+    return MaskDistance(union, case.grid)
+
+
+def template_candidates(case: Case, spec: TemplateSpec) -> Candidates:
+    """Needles through the holes of a coplanar template, and candidate seeds along them.
+
+    Holes lie on a square lattice (``hole_pitch_mm``, ``size_mm`` wide) in the plane through
+    ``plane_point_mm`` normal to ``direction``, centred on the projection of the target's
+    centroid; columns run along :func:`plane_basis`'s first vector, rows along its second.
+    Each hole whose line meets the target gives a needle from the skin entry to the target's
+    far side, unless it comes within ``nogo_margin_mm`` of a nogo structure or is deeper
+    than ``max_depth_mm``.
+
+    Raises
+    ------
+    SeedoptError
+        When the plane point lies in the body, the target lies behind the template, or no
+        hole gives a needle (the message counts why).
+    """
+    grid = case.grid
+    d = np.asarray(spec.direction, float)
+    p0 = np.asarray(spec.plane_point_mm, float)
+    if mask_at(case.masks[case.body], grid, p0[None])[0]:
+        raise SeedoptError(
+            f"approach.plane_point_mm: {list(spec.plane_point_mm)} lies inside the body; "
+            "the template plane must be outside the patient"
+        )
+    target = expanded_target(case, spec.target_margin_mm)
+    centre = grid.points_mm(target).mean(axis=0)
+    if (centre - p0) @ d <= 0:
+        raise SeedoptError(
+            "approach.direction: the target lies behind the template plane; direction must "
+            "point from plane_point_mm into the patient"
+        )
+    n = int(np.floor(spec.size_mm / spec.hole_pitch_mm + 1e-9)) + 1
+    offsets = (np.arange(n) - (n - 1) / 2.0) * spec.hole_pitch_mm
+    u, v = plane_basis(d)
+    cols, rows = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    hub = centre - ((centre - p0) @ d) * d
+    origins = hub + offsets[cols, None] * u + offsets[rows, None] * v
+    traces = trace_lines(case, origins, d, spec, target, nogo_distance(case))
+    ok = np.flatnonzero(traces.status == OK)
+    if not len(ok):
+        raise SeedoptError(unusable_lines_message(traces.status, spec))
+    needles = [
+        Needle(traces.entry_mm[i], traces.tip_mm[i], (int(cols[i]), int(rows[i]))) for i in ok
+    ]
+    return place_seeds(case, needles, spec, "template")
+
+
+def unusable_lines_message(status: np.ndarray, spec: SeedSettings) -> str:
+    """The error when no traced line is usable, counting the reasons (``status`` codes)."""
+    counts = np.bincount(status, minlength=5)
+    reasons = {
+        MISSES: "miss the target",
+        CUT_ENTRY: "start in the body or enter it at the grid's edge",
+        TOO_DEEP: f"reach deeper than max_depth_mm={spec.max_depth_mm:g}",
+        NEAR_NOGO: f"pass within nogo_margin_mm={spec.nogo_margin_mm:g} of a nogo structure",
+    }
+    why = "; ".join(f"{counts[k]} {text}" for k, text in reasons.items() if counts[k])
+    return f"approach: none of the {len(status)} needle lines is usable ({why})"

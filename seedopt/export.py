@@ -1,0 +1,120 @@
+"""Plan outputs: plan.json, metrics.json and dose.h5, each written atomically.
+
+plan.json schema (positions in patient coordinates, mm)::
+
+    {"schema": "seedopt-plan-1",
+     "case": str, "method": str,
+     "source": {"model": str, "air_kerma_strength_u": float, "apparent_activity_mci": float,
+                "half_life_d": float},
+     "needles": [{"entry_mm": [x, y, z], "tip_mm": [x, y, z],
+                  "template_hole": [column, row] | null,
+                  "seeds_mm": [[x, y, z], ...]}, ...]}
+
+Every seed lies on its needle's line and is oriented along it (entry -> tip).
+dose.h5: dataset ``dose_gy`` (z, y, x) float32, group ``masks`` (one boolean dataset per
+structure), attributes ``origin_mm`` (x, y, z of the centre of voxel [0, 0, 0]) and
+``spacing_mm`` (x, y, z).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .planning import Plan
+
+PLAN_SCHEMA = "seedopt-plan-1"
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it only if the block succeeds."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN -> null, NumPy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_clean(data), indent=2) + "\n")
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The plan.json content."""
+    src = plan.source
+    loaded = plan.loaded
+    needles = []
+    for k in plan.used_needles():
+        n = plan.candidates.needles[k]
+        on = loaded & (plan.candidates.seed_needle == k)
+        needles.append(
+            {
+                "entry_mm": np.round(n.entry_mm, 3).tolist(),
+                "tip_mm": np.round(n.tip_mm, 3).tolist(),
+                "template_hole": list(n.hole) if n.hole is not None else None,
+                "seeds_mm": np.round(plan.candidates.seeds_mm[on], 3).tolist(),
+            }
+        )
+    return {
+        "schema": PLAN_SCHEMA,
+        "case": plan.case.name,
+        "method": plan.result.method,
+        "source": {
+            "model": src.model.model_id,
+            "air_kerma_strength_u": src.air_kerma_strength_u,
+            "apparent_activity_mci": src.apparent_activity_mci,
+            "half_life_d": src.half_life_d,
+        },
+        "needles": needles,
+    }
+
+
+def write_dose_h5(path: Path, plan: Plan) -> None:
+    import h5py
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("dose_gy", data=plan.dose_gy.astype(np.float32), compression="gzip")
+        f["dose_gy"].attrs["units"] = "Gy (permanent-implant total)"
+        grp = f.create_group("masks")
+        for name, m in plan.case.masks.items():
+            grp.create_dataset(name, data=m, compression="gzip")
+        f.attrs["origin_mm"] = plan.case.grid.origin_mm
+        f.attrs["spacing_mm"] = plan.case.grid.spacing_mm
+
+
+def write_outputs(plan: Plan, out: Path) -> list[Path]:
+    """plan.json, metrics.json, dose.h5, dvh.png and slices.png in ``out``."""
+    from .figures import dvh_figure, slice_figure
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "plan.json", plan_document(plan))
+    write_json(out / "metrics.json", plan.metrics)
+    write_dose_h5(out / "dose.h5", plan)
+    dvh_figure(plan, out / "dvh.png")
+    slice_figure(plan, out / "slices.png")
+    return [out / n for n in ("plan.json", "metrics.json", "dose.h5", "dvh.png", "slices.png")]

@@ -1,0 +1,123 @@
+"""A plan config: a case (``seedopt.case.config``) plus source, prescription, goals, needle
+approach and optimizer. One YAML file; unknown keys and bad values name the key.
+
+Default hard limits (used when ``goals.hard`` is not given) are seedopt's conservative
+starting values, not a clinical protocol: spinal cord D0.1cc <= 45 Gy and skin D2cc <= 70 Gy
+of the permanent-implant total dose. Set your institution's limits in the config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from .candidates.config import ApproachSpec
+from .case.config import CaseSpec, _closest, _Strict, format_validation_error, read_yaml
+from .errors import SeedoptError
+from .sources import DEFAULT_HALF_LIFE_D, Source, get_model
+
+DEFAULT_CORD_D01CC_GY = 45.0
+DEFAULT_SKIN_D2CC_GY = 70.0
+
+
+class SourceSpec(_Strict):
+    model: str = "6711"
+    strength_u: PositiveFloat | None = Field(None, description="air-kerma strength per seed, U")
+    activity_mci: PositiveFloat | None = Field(None, description="apparent activity per seed, mCi")
+    half_life_d: PositiveFloat = DEFAULT_HALF_LIFE_D
+
+    @model_validator(mode="after")
+    def _one_strength(self) -> SourceSpec:
+        if (self.strength_u is None) == (self.activity_mci is None):
+            raise ValueError("give exactly one of strength_u (U) or activity_mci (mCi)")
+        return self
+
+    def build(self) -> Source:
+        model = get_model(self.model)
+        if self.strength_u is not None:
+            return Source(model, self.strength_u, self.half_life_d)
+        assert self.activity_mci is not None
+        return Source.from_activity(model, self.activity_mci, self.half_life_d)
+
+
+class HardLimitSpec(_Strict):
+    structure: str
+    metric: Literal["Dmax", "D0.1cc", "D1cc", "D2cc", "Dmean"]
+    max_gy: PositiveFloat
+
+
+class WeightsSpec(_Strict):
+    v150_per_pct: NonNegativeFloat = 0.02
+    v200_per_pct: NonNegativeFloat = 0.05
+    per_seed: NonNegativeFloat = 0.01
+    per_needle: NonNegativeFloat = 0.05
+
+
+class GoalsSpec(_Strict):
+    hard: list[HardLimitSpec] | None = Field(default=None, description="default: cord and skin")
+    weights: WeightsSpec = WeightsSpec()
+    max_seeds: PositiveInt | None = None
+    max_needles: PositiveInt | None = None
+
+
+class OptimizerSpec(_Strict):
+    method: str = "hybrid"
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class DoseSpec(_Strict):
+    formalism: Literal["2d", "1d"] = "2d"
+    storage: Literal["float32", "float16"] = "float32"
+
+
+class PlanSpec(CaseSpec):
+    source: SourceSpec
+    prescription_gy: PositiveFloat
+    approach: ApproachSpec
+    goals: GoalsSpec = GoalsSpec()
+    optimizer: OptimizerSpec = OptimizerSpec()
+    dose: DoseSpec = DoseSpec()
+
+    @model_validator(mode="after")
+    def _limit_structures_exist(self) -> PlanSpec:
+        known = set(self.structures) | {"Skin"}
+        for k, lim in enumerate(self.goals.hard or []):
+            if lim.structure not in known:
+                raise ValueError(
+                    f"goals.hard.{k}.structure: no structure named "
+                    f"{lim.structure!r}{_closest(lim.structure, known)}"
+                )
+        return self
+
+    def hard_limits(self, skin_name: str) -> list[HardLimitSpec]:
+        """The configured hard limits, or the documented defaults."""
+        if self.goals.hard is not None:
+            return list(self.goals.hard)
+        limits = [HardLimitSpec(structure=skin_name, metric="D2cc", max_gy=DEFAULT_SKIN_D2CC_GY)]
+        if self.roles.cord:
+            limits.insert(
+                0,
+                HardLimitSpec(
+                    structure=self.roles.cord, metric="D0.1cc", max_gy=DEFAULT_CORD_D01CC_GY
+                ),
+            )
+        return limits
+
+
+def load_plan_spec(path: str | Path) -> PlanSpec:
+    """Validate a plan config file."""
+    data = read_yaml(Path(path))
+    try:
+        return PlanSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SeedoptError(format_validation_error(exc, str(path))) from None

@@ -1,0 +1,260 @@
+"""The planning pipeline: case -> candidates -> dose matrix -> problem -> optimizer -> plan,
+dose and metrics. ``plan_case`` is what ``seedopt plan`` runs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend
+from .candidates import Candidates, build_candidates
+from .case import Case
+from .dose import dose_at_points
+from .dose.cache import cached_influence_matrix
+from .metrics import Structure, conformity_indices
+from .optimizer import HardLimit, OptimizeResult, PlanProblem, SoftWeights, get_optimizer
+from .optimizer.base import CandidateGeometry
+from .plan_config import HardLimitSpec, PlanSpec
+from .sources import Source
+
+DCC_METRICS = {"D0.1cc": 0.1, "D1cc": 1.0, "D2cc": 2.0}
+
+
+@dataclass
+class Plan:
+    """A finished plan: the loaded seeds and needles, their dose, metrics and timings."""
+
+    spec: PlanSpec
+    case: Case
+    candidates: Candidates
+    source: Source
+    result: OptimizeResult
+    dose_gy: np.ndarray  # grid shape (z, y, x), total dose of the permanent implant
+    metrics: dict[str, Any]
+    runtime_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def loaded(self) -> np.ndarray:
+        return np.asarray(self.result.x, dtype=bool)
+
+    @property
+    def seeds_mm(self) -> np.ndarray:
+        return self.candidates.seeds_mm[self.loaded]
+
+    @property
+    def seed_axes(self) -> np.ndarray:
+        return self.candidates.axes()[self.loaded]
+
+    def used_needles(self) -> list[int]:
+        return sorted(set(self.candidates.seed_needle[self.loaded].tolist()))
+
+    @property
+    def goals_met(self) -> bool:
+        return all(g["met"] for g in self.metrics["goals"])
+
+
+def _rows(case: Case, limits: list[HardLimitSpec]) -> dict[str, np.ndarray]:
+    """Dose points (mm) of the target and of every structure with a hard limit."""
+    rows = {case.target: case.grid.points_mm(case.masks[case.target])}
+    for lim in limits:
+        rows.setdefault(lim.structure, case.grid.points_mm(case.masks[lim.structure]))
+    return rows
+
+
+def candidate_geometry(case: Case, candidates: Candidates) -> CandidateGeometry:
+    """What the clinical baseline needs: needle lattice, seed depths inside the target."""
+    from scipy import ndimage
+
+    sx, sy, sz = case.grid.spacing_mm
+    depth = ndimage.distance_transform_edt(case.masks[case.target], sampling=(sz, sy, sx))
+    idx = case.grid.mm_to_index(candidates.seeds_mm)
+    inside = case.grid.contains_index(idx)
+    seed_depth = np.zeros(candidates.n_seeds)
+    seed_depth[inside] = depth[tuple(idx[inside].T)] - min(case.grid.spacing_mm) / 2
+    order = np.zeros(candidates.n_seeds, dtype=int)
+    points = np.zeros((candidates.n_needles, 3))
+    for k, needle in enumerate(candidates.needles):
+        on = np.flatnonzero(candidates.seed_needle == k)
+        from_tip = np.linalg.norm(candidates.seeds_mm[on] - needle.tip_mm, axis=1)
+        order[on[np.argsort(from_tip, kind="stable")]] = np.arange(on.size)
+        points[k] = candidates.seeds_mm[on].mean(axis=0) if on.size else needle.tip_mm
+    return CandidateGeometry(
+        [n.hole for n in candidates.needles],
+        points,
+        np.array([n.direction for n in candidates.needles]).reshape(-1, 3),
+        seed_depth,
+        order,
+    )
+
+
+def build_problem(
+    spec: PlanSpec,
+    case: Case,
+    candidates: Candidates,
+    source: Source,
+    backend: Backend,
+    cache_dir: Path | None,
+) -> tuple[PlanProblem, bool]:
+    """The optimizer's problem on the case's voxels; True when the matrix came from the cache."""
+    limits = spec.hard_limits(case.skin)
+    rows = _rows(case, limits)
+    names = list(rows)
+    points = np.concatenate([rows[n] for n in names])
+    A, cached = cached_influence_matrix(
+        points,
+        candidates.seeds_mm,
+        candidates.axes(),
+        source,
+        formalism=spec.dose.formalism,
+        storage=spec.dose.storage,
+        backend=backend,
+        cache_dir=cache_dir,
+    )
+    A = backend.to_numpy(A).astype(np.float32, copy=False)
+    bounds = np.cumsum([0] + [len(rows[n]) for n in names])
+    blocks = {n: A[bounds[k] : bounds[k + 1]] for k, n in enumerate(names)}
+    w = spec.goals.weights
+    problem = PlanProblem(
+        A_target=blocks[case.target],
+        A_oar={n: blocks[n] for n in names if n != case.target},
+        voxel_cc=case.grid.voxel_cc,
+        prescription_gy=spec.prescription_gy,
+        hard=tuple(HardLimit(lim.structure, lim.metric, lim.max_gy) for lim in limits),
+        seed_needle=candidates.seed_needle,
+        n_needles=candidates.n_needles,
+        soft=SoftWeights(w.v150_per_pct, w.v200_per_pct, w.per_seed, w.per_needle),
+        max_seeds=spec.goals.max_seeds,
+        max_needles=spec.goals.max_needles,
+        geometry=candidate_geometry(case, candidates),
+    )
+    return problem, cached
+
+
+def structure_metrics(case: Case, dose_gy: np.ndarray, rx_gy: float) -> dict[str, dict[str, float]]:
+    """Per structure: Dmax, D0.1cc, D1cc, D2cc, Dmean, volume; for the target also D90, D100
+    and V90, V100, V150, V200 (percent)."""
+    out: dict[str, dict[str, float]] = {}
+    for name, mask in case.masks.items():
+        s = Structure.from_mask(dose_gy, mask, case.grid.voxel_cc)
+        m = {"volume_cc": s.total_cc, "Dmax_gy": s.max_gy(), "Dmean_gy": s.mean_gy()}
+        for label, cc in DCC_METRICS.items():
+            m[f"{label}_gy"] = s.dose_at_volume_cc(cc)
+        if name == case.target:
+            m.update(D90_gy=s.dose_at_percent(90), D100_gy=s.dose_at_percent(100))
+            for pct in (90, 100, 150, 200):
+                m[f"V{pct}_pct"] = s.percent_at_dose(rx_gy * pct / 100)
+        out[name] = m
+    return out
+
+
+def _limit_value(m: dict[str, float], metric: str) -> float:
+    return m[f"{metric}_gy"]
+
+
+def evaluate(
+    spec: PlanSpec,
+    case: Case,
+    dose_gy: np.ndarray,
+    limits: list[HardLimitSpec],
+    n_seeds: int,
+    n_needles: int,
+) -> dict[str, Any]:
+    """metrics.json content (without timings)."""
+    rx = spec.prescription_gy
+    per = structure_metrics(case, dose_gy, rx)
+    target = Structure.from_mask(dose_gy, case.masks[case.target], case.grid.voxel_cc)
+    body = Structure.from_mask(dose_gy, case.masks[case.body], case.grid.voxel_cc)
+    idx = conformity_indices(target, body, rx)
+    d90 = per[case.target]["D90_gy"]
+    goals = [
+        {
+            "name": f"{case.target} D90 >= prescription",
+            "value": d90,
+            "limit": rx,
+            "met": bool(d90 >= rx * (1 - 1e-6)),
+            "miss": max(0.0, rx - d90),
+            "miss_pct": max(0.0, 100 * (rx - d90) / rx),
+        }
+    ]
+    for lim in limits:
+        value = _limit_value(per[lim.structure], lim.metric)
+        ok = bool(np.isnan(value) or value <= lim.max_gy * (1 + 1e-6))
+        miss = 0.0 if ok else value - lim.max_gy
+        goals.append(
+            {
+                "name": f"{lim.structure} {lim.metric} <= {lim.max_gy:g} Gy",
+                "value": value,
+                "limit": lim.max_gy,
+                "met": ok,
+                "miss": miss,
+                "miss_pct": 100 * miss / lim.max_gy,
+            }
+        )
+    return {
+        "prescription_gy": rx,
+        "target": case.target,
+        "structures": per,
+        "indices": {"CI": idx.CI, "EI": idx.EI, "HI": idx.HI},
+        "goals": goals,
+        "n_needles": n_needles,
+        "n_seeds": n_seeds,
+    }
+
+
+def plan_case(
+    spec: PlanSpec,
+    backend: Backend,
+    *,
+    method: str | None = None,
+    seed: int | None = None,
+    cache_dir: Path | None = None,
+) -> Plan:
+    """Plan a case end to end on ``backend``."""
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    case = Case.from_spec(spec)
+    source = spec.source.build()
+    times["case"] = time.perf_counter() - t
+    t = time.perf_counter()
+    candidates = build_candidates(case, spec.approach)
+    times["candidates"] = time.perf_counter() - t
+    t = time.perf_counter()
+    problem, cached = build_problem(spec, case, candidates, source, backend, cache_dir)
+    times["dose_matrix"] = time.perf_counter() - t
+    t = time.perf_counter()
+    optimizer = get_optimizer(method or spec.optimizer.method)
+    result = optimizer.solve(
+        problem, rng=spec.optimizer.seed if seed is None else seed, **spec.optimizer.options
+    )
+    times["optimize"] = time.perf_counter() - t
+    t = time.perf_counter()
+    scale = result.extra.get("strength_scale")
+    if scale is not None:  # the clinical baseline scales the strength to reach D90 = Rx
+        source = Source(source.model, source.air_kerma_strength_u * scale, source.half_life_d)
+    loaded = np.asarray(result.x, dtype=bool)
+    dose = dose_at_points(
+        case.grid.points_mm(),
+        candidates.seeds_mm[loaded],
+        candidates.axes()[loaded],
+        source,
+        formalism=spec.dose.formalism,
+        backend=backend,
+    ).reshape(case.grid.shape)
+    n_needles = len(set(candidates.seed_needle[loaded].tolist()))
+    metrics = evaluate(spec, case, dose, spec.hard_limits(case.skin), int(loaded.sum()), n_needles)
+    times["dose_and_metrics"] = time.perf_counter() - t
+    metrics.update(
+        method=result.method,
+        objective=result.fun,
+        optimizer_message=result.message,
+        total_strength_u=float(loaded.sum()) * source.air_kerma_strength_u,
+        dose_matrix_cached=cached,
+        n_candidate_seeds=candidates.n_seeds,
+        n_candidate_needles=candidates.n_needles,
+        runtime_s=times,
+    )
+    return Plan(spec, case, candidates, source, result, dose.astype(np.float32), metrics, times)

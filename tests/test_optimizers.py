@@ -1,0 +1,350 @@
+"""Specification of the plan optimizers on tiny synthetic problems (brute force is exact)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from seedopt.optimizer import (
+    OPTIMIZERS,
+    BaseOptimizer,
+    HardLimit,
+    OptimizeResult,
+    PlanProblem,
+    get_optimizer,
+    objective,
+    register,
+    terms,
+)
+from seedopt.optimizer.anneal import needle_neighbours, terms_from_doses
+from seedopt.optimizer.base import CandidateGeometry
+from seedopt.optimizer.milp import build_model, sample_rows
+from seedopt.optimizer.objective import dose, limit_value
+
+from seedopt.errors import SeedoptError
+
+RX = 145.0
+FAST = {  # options that keep the contract test quick
+    "anneal": {"iterations": 300},
+    "hybrid": {"anneal_options": {"iterations": 300}},
+}
+
+
+def make_problem(
+    seed: int = 0,
+    hard: tuple[HardLimit, ...] = (),
+    n_target: int = 60,
+    n_oar: int = 24,
+    needles: int = 3,
+    per_needle: int = 4,
+    **caps: int,
+) -> PlanProblem:
+    """Target points in an ellipsoid, a rectum-like slab below it, seeds on parallel needles
+    (candidates numbered along each needle) and dose = 60 Gy cm^2 / (r^2 + 0.05 cm^2)."""
+    g = np.random.default_rng(seed)
+    angle = np.linspace(0.0, 2.0 * np.pi, needles, endpoint=False)
+    xy = 0.8 * np.c_[np.cos(angle), np.sin(angle)]
+    seeds = np.array([[x, y, z] for x, y in xy for z in np.linspace(-1.5, 1.5, per_needle)])
+    u = g.normal(size=(n_target, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    target = u * g.random((n_target, 1)) ** (1 / 3) * np.array([1.4, 1.4, 1.9])
+    oar = np.c_[g.uniform(-1, 1, n_oar), g.uniform(-2.3, -1.9, n_oar), g.uniform(-2, 2, n_oar)]
+
+    def influence(points: np.ndarray) -> np.ndarray:
+        r2 = ((points[:, None, :] - seeds[None]) ** 2).sum(axis=-1)
+        return (60.0 / (r2 + 0.05)).astype(np.float32)
+
+    depth = 1.4 - np.linalg.norm(seeds / np.array([1.4, 1.4, 1.9]), axis=1) * 1.4  # approx., cm
+    geometry = CandidateGeometry(
+        needle_holes=[None] * needles,
+        needle_points_mm=10.0 * np.c_[xy, np.zeros(needles)],
+        needle_directions=np.tile([0.0, 0.0, 1.0], (needles, 1)),
+        seed_depth_mm=10.0 * depth,
+        seed_order=np.tile(np.arange(per_needle), needles),
+    )
+    return PlanProblem(
+        A_target=influence(target),
+        A_oar={"rectum": influence(oar)},
+        voxel_cc=0.05,
+        prescription_gy=RX,
+        hard=hard,
+        seed_needle=np.repeat(np.arange(needles), per_needle),
+        n_needles=needles,
+        geometry=geometry,
+        **caps,
+    )
+
+
+def all_loadings(m: int) -> np.ndarray:
+    return np.array(list(itertools.product([False, True], repeat=m)))
+
+
+def brute_force(problem: PlanProblem) -> tuple[np.ndarray, float]:
+    """The loading with the lowest exact objective over all 2^m (caps kept)."""
+    X = all_loadings(problem.n_candidates)
+    f = np.asarray(objective(problem, X), dtype=np.float64)
+    t = terms(problem, X)
+    if problem.max_seeds is not None:
+        f[t.n_seeds > problem.max_seeds] = np.inf
+    if problem.max_needles is not None:
+        f[t.n_needles > problem.max_needles] = np.inf
+    k = int(np.argmin(f))
+    return X[k], float(f[k])
+
+
+LIMITS = (
+    HardLimit("rectum", "Dmax", 80.0),  # binding: the unconstrained optimum gives 88 Gy
+    HardLimit("rectum", "D0.1cc", 80.0),
+    HardLimit("rectum", "Dmean", 65.0),
+)
+
+
+def check_contract(problem: PlanProblem, res: OptimizeResult, name: str) -> None:
+    assert isinstance(res, OptimizeResult)
+    assert res.x.dtype == np.bool_ and res.x.shape == (problem.n_candidates,)
+    scale = res.extra.get("strength_scale", 1.0)  # a method that rescales the seed strength
+    scaled = dataclasses.replace(
+        problem,
+        A_target=problem.A_target * scale,
+        A_oar={k: v * scale for k, v in problem.A_oar.items()},
+    )
+    assert res.fun == pytest.approx(float(objective(scaled, res.x)), rel=1e-6)
+    assert res.message and res.method == name
+    assert res.runtime_s > 0 and res.status in (0, 1, 2)
+
+
+# (g) registry -----------------------------------------------------------------------------
+
+
+def test_unknown_optimizer_names_the_known_ones() -> None:
+    with pytest.raises(SeedoptError, match="unknown optimizer 'simplex'; choose one of") as e:
+        get_optimizer("simplex")
+    for name in ("milp", "lp", "anneal", "hybrid"):
+        assert name in str(e.value)
+
+
+def test_registry_lookup_default_and_register_decorator() -> None:
+    assert {"milp", "lp", "anneal", "hybrid"} <= set(OPTIMIZERS)
+    assert get_optimizer().name == "hybrid"
+    sa = get_optimizer("anneal")
+    assert get_optimizer(sa) is sa
+
+    @register("test-empty")
+    class Empty(BaseOptimizer):
+        def solve(self, problem, rng=None, **options):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+    try:
+        assert Empty.name == "test-empty" and isinstance(get_optimizer("test-empty"), Empty)
+        with pytest.raises(ValueError, match="already registered"):
+            register("test-empty")(type("Other", (Empty,), {}))
+    finally:
+        del OPTIMIZERS["test-empty"]
+
+
+# (h) contract -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_keeps_the_result_contract(name: str) -> None:
+    problem = make_problem(1, LIMITS)
+    res = get_optimizer(name).solve(problem, rng=3, **FAST.get(name, {}))
+    check_contract(problem, res, name)
+
+
+# (e) incremental doses --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_terms_from_doses_equals_objective_on_random_batches(seed: int) -> None:
+    problem = make_problem(seed, LIMITS + (HardLimit("rectum", "D1cc", 70.0),))
+    g = np.random.default_rng(seed)
+    X = g.random((40, problem.n_candidates)) < g.uniform(0.1, 0.9, (40, 1))
+    exact = terms(problem, X)
+    Xf = X.astype(np.float64)
+    mine = terms_from_doses(
+        problem,
+        Xf @ problem.A_target.T.astype(np.float64),
+        {"rectum": Xf @ problem.A_oar["rectum"].T.astype(np.float64)},
+        exact.n_seeds,
+        exact.n_needles,
+    )
+    for field in ("d90_gy", "shortfall_pct", "hard_excess_pct", "v150_pct", "v200_pct", "total"):
+        np.testing.assert_allclose(
+            getattr(mine, field), getattr(exact, field), rtol=1e-5, atol=1e-4, err_msg=field
+        )
+
+
+def test_needle_neighbours_follow_each_needle() -> None:
+    prev, nxt = needle_neighbours(np.array([0, 0, 1, 0, 1]))
+    assert prev.tolist() == [-1, 0, -1, 1, 2]
+    assert nxt.tolist() == [1, 3, 4, -1, -1]
+
+
+# (d) annealing trace ----------------------------------------------------------------------
+
+
+def test_best_so_far_never_rises_and_ends_at_the_exact_objective() -> None:
+    problem = make_problem(2, LIMITS)
+    x0 = np.zeros(problem.n_candidates, dtype=bool)
+    x0[::2] = True
+    res = get_optimizer("anneal").solve(problem, rng=5, iterations=1500, x0=x0)
+    trace = res.extra["trace"]
+    assert trace.shape == (1501,)
+    assert np.all(np.diff(trace) <= 0)
+    assert trace[0] == pytest.approx(float(objective(problem, x0)), rel=1e-6)
+    # after 1500 incremental updates the maintained doses still give the exact objective
+    assert trace[-1] == pytest.approx(res.fun, rel=1e-6)
+    assert res.fun <= objective(problem, x0)
+
+
+# (a) tiny problems against brute force ----------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_anneal_and_hybrid_reach_the_brute_force_optimum(seed: int) -> None:
+    """Both reach the exact optimum over all 2^12 loadings (not merely within 2 %)."""
+    problem = make_problem(seed, LIMITS)
+    _, best = brute_force(problem)
+    for name in ("anneal", "hybrid"):
+        res = get_optimizer(name).solve(problem, rng=seed)
+        assert res.fun == pytest.approx(best, rel=1e-9), name
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_milp_reaches_the_optimum_of_its_own_model(seed: int) -> None:
+    problem = make_problem(seed, LIMITS)
+    model = build_model(problem)
+    model_values = [model.evaluate(x) for x in all_loadings(problem.n_candidates)]
+    res = get_optimizer("milp").solve(problem, mip_rel_gap=0.0)
+    assert res.status == 0
+    assert res.extra["model_objective"] == pytest.approx(min(model_values), rel=1e-6)
+    assert model.evaluate(res.x) == pytest.approx(res.extra["model_objective"], rel=1e-6)
+    assert res.bound <= res.extra["model_objective"] + 1e-9
+    assert res.extra["lp_relaxation"] <= res.bound + 1e-9
+    assert res.fun == float(objective(problem, res.x))
+
+
+def test_lp_rounds_then_repairs_without_getting_worse() -> None:
+    problem = make_problem(0, LIMITS)
+    res = get_optimizer("lp").solve(problem)
+    assert res.status == 0
+    assert res.fun <= res.extra["rounded_objective"]
+    assert res.bound == pytest.approx(res.extra["lp_objective"])
+    # greedy repair ends in a 1-flip local minimum of the exact objective
+    flips = res.x[None] ^ np.eye(problem.n_candidates, dtype=bool)
+    assert np.all(objective(problem, flips) >= res.fun - 1e-9)
+
+
+def test_caps_are_kept_and_anneal_finds_the_capped_optimum() -> None:
+    problem = make_problem(0, LIMITS, max_seeds=4, max_needles=2)
+    _, best = brute_force(problem)
+    for name in ("milp", "lp", "anneal", "hybrid"):
+        res = get_optimizer(name).solve(problem, rng=0, **FAST.get(name, {}))
+        t = terms(problem, res.x)
+        assert t.n_seeds <= 4 and t.n_needles <= 2, name
+    assert get_optimizer("anneal").solve(problem, rng=0).fun == pytest.approx(best, rel=1e-9)
+
+
+# (b) hard Dmax limits ---------------------------------------------------------------------
+
+
+def test_milp_keeps_binding_dmax_limits() -> None:
+    free = get_optimizer("milp").solve(make_problem(0))
+    assert dose(make_problem(0).A_oar["rectum"], free.x).max() > 80.0  # the limit binds
+    problem = make_problem(0, (HardLimit("rectum", "Dmax", 80.0),))
+    res = get_optimizer("milp").solve(problem)
+    assert res.status == 0
+    assert dose(problem.A_oar["rectum"], res.x).max() <= 80.0 * (1 + 1e-6)
+    assert terms(problem, res.x).hard_excess_pct == pytest.approx(0.0, abs=1e-4)
+
+
+# (f) infeasible limits --------------------------------------------------------------------
+
+
+def test_infeasible_dmax_limit() -> None:
+    """No loading gives D90 >= Rx with Dmax(rectum) <= 60 Gy (checked by brute force)."""
+    limit = HardLimit("rectum", "Dmax", 60.0)
+    problem = make_problem(0, (limit,))
+    X = all_loadings(problem.n_candidates)
+    t_all = terms(problem, X)
+    assert not np.any((t_all.shortfall_pct == 0) & (t_all.hard_excess_pct == 0))
+
+    res = get_optimizer("milp").solve(problem, require_d90=True)
+    check_contract(problem, res, "milp")
+    assert res.status == 2 and not res.success and not res.x.any()
+    assert "infeasible" in res.message and "Dmax(rectum) <= 60 Gy" in res.message
+    assert "D90 >= 145 Gy" in res.message
+
+    # without the D90 requirement the model trades coverage for the limit, and keeps it
+    soft = get_optimizer("milp").solve(problem)
+    assert soft.status == 0 and terms(problem, soft.x).shortfall_pct > 0
+    for name in ("lp", "anneal", "hybrid"):
+        res = get_optimizer(name).solve(problem, rng=0, **FAST.get(name, {}))
+        check_contract(problem, res, name)
+        t = terms(problem, res.x)
+        assert res.x.any() and (t.shortfall_pct > 0 or t.hard_excess_pct > 0), name
+
+
+def test_milp_d90_requirement_holds_when_feasible() -> None:
+    problem = make_problem(0, (HardLimit("rectum", "Dmax", 80.0),))
+    res = get_optimizer("milp").solve(problem, require_d90=True)
+    assert res.status == 0
+    t = terms(problem, res.x)
+    assert t.d90_gy >= RX * (1 - 1e-6)
+    value = limit_value(dose(problem.A_oar["rectum"], res.x), problem.hard[0], 0.05)
+    assert value <= 80.0 * (1 + 1e-6)
+
+
+def test_target_rows_are_subsampled_deterministically() -> None:
+    rows = sample_rows(1000, 300)
+    assert rows.size <= 300 and rows[0] == 0 and rows[-1] == 999
+    assert np.array_equal(rows, sample_rows(1000, 300))
+    assert np.array_equal(sample_rows(50, 300), np.arange(50))
+    res = get_optimizer("milp").solve(make_problem(0, LIMITS), max_points=20)
+    assert res.extra["n_target_rows"] <= 20 and res.status == 0
+
+
+# (c) determinism --------------------------------------------------------------------------
+
+SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from test_optimizers import LIMITS, make_problem
+from seedopt.optimizer import get_optimizer
+p = make_problem(1, LIMITS, n_target=70, needles=4, per_needle=3)
+out = {{}}
+for name, opts in [("anneal", {{"iterations": 400}}),
+                   ("hybrid", {{"anneal_options": {{"iterations": 400}}}})]:
+    out[name] = get_optimizer(name).solve(p, rng=11, **opts).x.tolist()
+print(json.dumps(out))
+"""
+
+
+def test_same_seed_same_plan_in_process_and_across_processes() -> None:
+    problem = make_problem(1, LIMITS, n_target=70, needles=4, per_needle=3)
+    here = {}
+    for name, opts in [
+        ("anneal", {"iterations": 400}),
+        ("hybrid", {"anneal_options": {"iterations": 400}}),
+    ]:
+        a = get_optimizer(name).solve(problem, rng=11, **opts)
+        b = get_optimizer(name).solve(problem, rng=np.random.default_rng(11), **opts)
+        assert np.array_equal(a.x, b.x) and a.fun == b.fun, name
+        assert np.array_equal(a.extra["trace"], b.extra["trace"]), name
+        here[name] = a.x.tolist()
+    code = SCRIPT.format(tests=str(Path(__file__).parent))
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+        )
+        for _ in range(2)
+    ]
+    outputs = [json.loads(r.stdout.strip().splitlines()[-1]) for r in runs]
+    assert outputs[0] == outputs[1] == here
