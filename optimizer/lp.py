@@ -40,13 +40,18 @@ def round_relaxed(problem: PlanProblem, x_relaxed: np.ndarray) -> np.ndarray:
 
 
 def greedy_flips(
-    problem: PlanProblem, x: np.ndarray, max_steps: int, chunk: int = 256
+    problem: PlanProblem,
+    x: np.ndarray,
+    max_steps: int,
+    chunk: int = 256,
+    max_seconds: float = math.inf,
 ) -> tuple[np.ndarray, int, int]:
     """Best-improvement single flips on the exact objective, from loading ``x``.
 
     Each step scores every candidate flip from incrementally updated doses (``chunk``
     candidates at a time) and applies the best one if it lowers the objective; flips that
-    would raise the seed or needle count above a cap are not taken.
+    would raise the seed or needle count above a cap are not taken. No new step starts after
+    ``max_seconds`` (each step costs candidates x rows work: about 1 s on a 300 cc case).
 
     Returns
     -------
@@ -68,7 +73,8 @@ def greedy_flips(
     count = np.bincount(needle[x], minlength=p.n_needles)
     f = float(terms_from_doses(p, d_t, d_o, int(x.sum()), int((count > 0).sum())).total)
     nfev, steps = 1, 0
-    while steps < max_steps:
+    deadline = time.perf_counter() + max_seconds
+    while steps < max_steps and time.perf_counter() < deadline:
         n_seeds, n_needles = int(x.sum()), int((count > 0).sum())
         best_f, best_j = f, -1
         for lo in range(0, m, chunk):
@@ -116,6 +122,7 @@ class LPOptimizer(BaseOptimizer):
         time_limit_s: float = 30.0,
         max_points: int = 2000,
         repair_steps: int | None = None,
+        repair_time_s: float = 20.0,
     ) -> OptimizeResult:
         """Solve the relaxation, round and repair (``rng`` is unused: deterministic).
 
@@ -124,6 +131,7 @@ class LPOptimizer(BaseOptimizer):
         time_limit_s : wall-time limit of the LP solve, s.
         max_points : at most this many target rows in the LP (evenly spaced sample).
         repair_steps : most greedy flips after rounding; default the number of candidates.
+        repair_time_s : no repair step starts after this many seconds.
 
         Returns
         -------
@@ -140,7 +148,7 @@ class LPOptimizer(BaseOptimizer):
         x = round_relaxed(problem, x_relaxed)
         rounded = float(objective(problem, x))
         steps = m if repair_steps is None else repair_steps
-        x, flips, nfev = greedy_flips(problem, x, steps)
+        x, flips, nfev = greedy_flips(problem, x, steps, max_seconds=repair_time_s)
         if solved:
             status, message = 0, f"LP relaxation rounded at 0.5, then {flips} greedy flips"
         else:

@@ -1,0 +1,139 @@
+"""Benchmark: every optimizer on every built-in case, side by side, in one run.
+
+    python benchmarks/bench_plan.py [--cases vertebral,chest_wall] [--methods clinical,hybrid]
+                                    [--timeout-s 300]
+
+Each (case, method) plans in a child process (so one slow method cannot stall the rest; it is
+reported as timed out) with the dose-matrix cache shared. Reports D90 / prescription, V100,
+V150, V200, CI, EI, HI, organ D0.1cc / D2cc, needles, seeds, total strength, goals met, the
+objective and the time. Writes benchmarks/results/<date>-<machine>-plan.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+from _machine import machine, result_stem
+
+CASES = "vertebral,chest_wall,head_neck,cervical_node,trunk_sarcoma"
+METHODS = "clinical,lp,anneal,hybrid,milp"
+
+
+def one(case: str, method: str, cache: str) -> dict:
+    from seedopt.backend import cpu_backend
+    from seedopt.plan_config import load_plan_spec
+    from seedopt.planning import plan_case
+
+    path = resources.files("seedopt.configs").joinpath("cases", f"{case}.yaml")
+    spec = load_plan_spec(str(path))
+    t0 = time.perf_counter()
+    plan = plan_case(spec, cpu_backend(), method=method, cache_dir=Path(cache))
+    m = plan.metrics
+    t = m["structures"][m["target"]]
+    oars = {g["name"]: g["value"] for g in m["goals"][1:]}
+    return {
+        "case": case,
+        "method": method,
+        "target_cc": t["volume_cc"],
+        "D90_over_rx": t["D90_gy"] / m["prescription_gy"],
+        "V100": t["V100_pct"],
+        "V150": t["V150_pct"],
+        "V200": t["V200_pct"],
+        **m["indices"],
+        "oar_limits": oars,
+        "needles": m["n_needles"],
+        "seeds": m["n_seeds"],
+        "total_u": m["total_strength_u"],
+        "goals_met": plan.goals_met,
+        "objective": m["objective"],
+        "seconds": time.perf_counter() - t0,
+        "n_candidates": m["n_candidate_seeds"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--cases", default=CASES)
+    ap.add_argument("--methods", default=METHODS)
+    ap.add_argument("--timeout-s", type=float, default=300.0)
+    ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(*args.one)))
+        return
+    info = machine()
+    rows = []
+    with tempfile.TemporaryDirectory() as cache:
+        for case in args.cases.split(","):
+            for method in args.methods.split(","):
+                cmd = [sys.executable, __file__, "--one", case, method, cache]
+                try:
+                    out = subprocess.run(
+                        cmd, capture_output=True, text=True, check=True, timeout=args.timeout_s
+                    )
+                    row = json.loads(out.stdout.strip().splitlines()[-1])
+                except subprocess.TimeoutExpired:
+                    row = {"case": case, "method": method, "timed_out_s": args.timeout_s}
+                except subprocess.CalledProcessError as exc:
+                    row = {
+                        "case": case,
+                        "method": method,
+                        "error": exc.stderr.strip().splitlines()[-1],
+                    }
+                rows.append(row)
+                print(_line(row), flush=True)
+    stem = result_stem("plan")
+    stem.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    lines = [
+        f"# Planning benchmark, {info['date']}",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores; backend cpu. "
+        f"Command: `python benchmarks/bench_plan.py --cases {args.cases} --methods {args.methods}`",
+        "",
+        "| case | method | D90/Rx | V100 | V150 | V200 | CI | EI | HI | needles | seeds | "
+        "total U | goals | objective | s |",
+        "|---|" * 1 + "---|" * 14,
+    ]
+    for r in rows:
+        if "D90_over_rx" not in r:
+            status = (
+                f"timed out after {r['timed_out_s']:.0f} s" if "timed_out_s" in r else r["error"]
+            )
+            lines.append(f"| {r['case']} | {r['method']} | {status} |" + " |" * 13)
+            continue
+        lines.append(
+            f"| {r['case']} | {r['method']} | {r['D90_over_rx']:.3f} | {r['V100']:.1f} | "
+            f"{r['V150']:.1f} | {r['V200']:.1f} | {r['CI']:.2f} | {r['EI']:.2f} | {r['HI']:.2f} | "
+            f"{r['needles']} | {r['seeds']} | {r['total_u']:.1f} | "
+            f"{'met' if r['goals_met'] else 'MISSED'} | {r['objective']:.2f} | {r['seconds']:.1f} |"
+        )
+    lines += [
+        "",
+        "The clinical baseline scales the seed strength so that D90 = Rx (its total U "
+        "differs); the other methods use the config's seed strength.",
+    ]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {stem}.json and .md")
+
+
+def _line(r: dict) -> str:
+    if "D90_over_rx" not in r:
+        return f"{r['case']:14} {r['method']:9} {r.get('timed_out_s', r.get('error'))}"
+    return (
+        f"{r['case']:14} {r['method']:9} D90/Rx {r['D90_over_rx']:.3f} V150 {r['V150']:5.1f} "
+        f"V200 {r['V200']:5.1f} seeds {r['seeds']:3d} needles {r['needles']:2d} "
+        f"{'met' if r['goals_met'] else 'MISSED'} obj {r['objective']:8.2f} {r['seconds']:6.1f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
