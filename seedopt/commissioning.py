@@ -50,20 +50,63 @@ def points_on_grid(r_cm: np.ndarray, theta_deg: np.ndarray) -> np.ndarray:
     return np.stack([rr * np.sin(tt), np.zeros_like(rr), rr * np.cos(tt)], axis=-1).reshape(-1, 3)
 
 
+def engine_rate(
+    model: SourceModel,
+    points_mm: np.ndarray,
+    backend: Backend | None = None,
+    formalism: str = "2d",
+    half_life_d: float = 59.4,
+    rate: bool = True,
+) -> np.ndarray:
+    """The engine's dose rate (cGy h^-1 U^-1; or total dose in Gy with ``rate=False``) at
+    ``points_mm`` from one 1 U seed at the origin along +z."""
+    return dose_at_points(
+        points_mm,
+        np.zeros((1, 3)),
+        [0.0, 0.0, 1.0],
+        Source(model, 1.0, half_life_d),
+        formalism=formalism,
+        backend=backend,
+        rate=rate,
+    )
+
+
+def _geometry_ratio(model: SourceModel, r_cm: np.ndarray, theta_deg: np.ndarray) -> np.ndarray:
+    """G_L(r, theta) / G_L(r0, theta0), float64."""
+    length = model.active_length_cm
+    g = np.vectorize(lambda a, b: geometry_factor(length, a, b))(r_cm, theta_deg)
+    return g / geometry_factor(length, R0_CM, 90.0)
+
+
+def engine_radial_dose(
+    model: SourceModel, r_cm: np.ndarray, backend: Backend | None = None
+) -> np.ndarray:
+    """g_L(r) as the engine gives it: transverse-axis rate / (Lambda G_L(r, 90)/G_L(r0, 90))."""
+    r = np.asarray(r_cm, dtype=float)
+    pts = np.stack([r * 10.0, np.zeros_like(r), np.zeros_like(r)], axis=1)
+    ratio = _geometry_ratio(model, r, np.full_like(r, 90.0))
+    return engine_rate(model, pts, backend) / (model.dose_rate_constant * ratio)
+
+
+def engine_anisotropy(
+    model: SourceModel, r_cm: np.ndarray, theta_deg: np.ndarray, backend: Backend | None = None
+) -> np.ndarray:
+    """F(r, theta) as the engine gives it (r and theta broadcast together): rate divided by
+    Lambda, the geometry ratio and the consensus g_L(r)."""
+    r, theta = np.broadcast_arrays(np.asarray(r_cm, float), np.asarray(theta_deg, float))
+    th = np.radians(theta)
+    pts = np.stack([r * 10 * np.sin(th), np.zeros_like(r), r * 10 * np.cos(th)], axis=-1)
+    rate = engine_rate(model, pts.reshape(-1, 3), backend).reshape(r.shape)
+    g = np.interp(r, model.gL_r_cm, model.gL)
+    return rate / (model.dose_rate_constant * _geometry_ratio(model, r, theta) * g)
+
+
 def dose_rate_table(
     model: SourceModel, formalism: str = "2d", backend: Backend | None = None
 ) -> DoseRateTable:
     """The dose engine's dose rate per U on the consensus grid, computed through the kernel."""
     r, theta = consensus_grid(model)
-    rate = dose_at_points(
-        points_on_grid(r, theta),
-        np.zeros((1, 3)),
-        [0.0, 0.0, 1.0],
-        Source(model, 1.0),
-        formalism=formalism,
-        backend=backend,
-        rate=True,
-    )
+    rate = engine_rate(model, points_on_grid(r, theta), backend, formalism)
     return DoseRateTable(model.model_id, formalism, r, theta, rate.reshape(r.size, theta.size))
 
 
@@ -119,33 +162,14 @@ def check_model(
     model: SourceModel, backend: Backend | None = None, half_life_d: float = 59.4
 ) -> CommissioningCheck:
     """Evaluate the engine at the consensus nodes and compare with the tables."""
-    source = Source(model, 1.0, half_life_d)
-    lam, length = model.dose_rate_constant, model.active_length_cm
-    g0 = geometry_factor(length, R0_CM, 90.0)
-    # g_L(r) on the transverse axis: rate / (Lambda G_L(r,90)/G0); F = 1 there.
-    r = model.gL_r_cm
-    pts = np.stack([r * 10.0, np.zeros_like(r), np.zeros_like(r)], axis=1)
-    rate = dose_at_points(pts, np.zeros((1, 3)), [0, 0, 1], source, backend=backend, rate=True)
-    geo = np.array([geometry_factor(length, ri, 90.0) for ri in r]) / g0
-    gl = rate / (lam * geo)
-    gl_err = float(np.max(np.abs(gl / model.gL - 1.0)))
-    # F(r, theta) at the F nodes outside the capsule: rate / (Lambda G/G0 g_L(r)).
+    gl_err = float(np.max(np.abs(engine_radial_dose(model, model.gL_r_cm, backend) / model.gL - 1)))
     rr, tt = np.meshgrid(model.F_r_cm, model.F_theta_deg, indexing="ij")
-    pts = points_on_grid(model.F_r_cm, model.F_theta_deg)
-    rate = dose_at_points(
-        pts, np.zeros((1, 3)), [0, 0, 1], source, backend=backend, rate=True
-    ).reshape(rr.shape)
-    geo = np.vectorize(lambda a, b: geometry_factor(length, a, b))(rr, tt) / g0
-    g_at_r = np.interp(rr, model.gL_r_cm, model.gL)
-    F_engine = rate / (lam * geo * g_at_r)
+    F_engine = engine_anisotropy(model, rr, tt, backend)
     outside = ~DoseRateTable(
-        model.model_id, "2d", model.F_r_cm, model.F_theta_deg, rate
+        model.model_id, "2d", model.F_r_cm, model.F_theta_deg, F_engine
     ).inside_capsule()
     F_err = float(np.max(np.abs(F_engine / model.F.T - 1.0)[outside]))
-    ref = dose_at_points([[10.0, 0, 0]], np.zeros((1, 3)), [0, 0, 1], source, backend=backend)
-    ref_rate = dose_at_points(
-        [[10.0, 0, 0]], np.zeros((1, 3)), [0, 0, 1], source, backend=backend, rate=True
-    )
-    return CommissioningCheck(
-        model.model_id, float(ref_rate[0]), gl_err, F_err, float(ref[0]) * 100.0
-    )
+    ref = np.array([[10.0, 0.0, 0.0]])
+    rate = engine_rate(model, ref, backend, half_life_d=half_life_d)
+    total = engine_rate(model, ref, backend, half_life_d=half_life_d, rate=False)
+    return CommissioningCheck(model.model_id, float(rate[0]), gl_err, F_err, float(total[0]) * 100)

@@ -8,9 +8,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Backend
-from .dose import dose_at_points
-from .dose.tg43 import R0_CM, geometry_factor
-from .sources import Source, SourceModel
+from .sources import SourceModel
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
@@ -25,30 +23,20 @@ def _pyplot():  # type: ignore[no-untyped-def]
 def commissioning_figure(model: SourceModel, path: Path, backend: Backend | None = None) -> None:
     """Three panels: g_L(r) and F(r, theta) from the engine against the consensus nodes, and
     the dose-rate map (cGy/h per U) around the seed with isodose lines."""
+    from .commissioning import engine_anisotropy, engine_radial_dose, engine_rate
+
     plt = _pyplot()
-    source = Source(model, 1.0)
-    origin, axis = np.zeros((1, 3)), [0.0, 0.0, 1.0]
-    lam, length = model.dose_rate_constant, model.active_length_cm
-    g0 = geometry_factor(length, R0_CM, 90.0)
     fig, (ax_g, ax_f, ax_map) = plt.subplots(1, 3, figsize=(15, 4.6))
 
     r = np.linspace(0.1, 10.0, 400)
-    pts = np.stack([r * 10, 0 * r, 0 * r], axis=1)
-    rate = dose_at_points(pts, origin, axis, source, backend=backend, rate=True)
-    geo = np.array([geometry_factor(length, x, 90.0) for x in r]) / g0
-    ax_g.plot(r, rate / (lam * geo), label="seedopt engine")
+    ax_g.plot(r, engine_radial_dose(model, r, backend), label="seedopt engine")
     ax_g.plot(model.gL_r_cm, model.gL, "o", label="TG-43 consensus")
     ax_g.set(xlabel="r (cm)", ylabel="g_L(r)", title=f"{model.model_id}: radial dose function")
     ax_g.legend()
 
     theta = np.linspace(0.0, 90.0, 181)
     for k, rk in enumerate(model.F_r_cm):
-        th = np.radians(theta)
-        pts = np.stack([rk * 10 * np.sin(th), 0 * th, rk * 10 * np.cos(th)], axis=1)
-        rate = dose_at_points(pts, origin, axis, source, backend=backend, rate=True)
-        geo = np.array([geometry_factor(length, rk, t) for t in theta]) / g0
-        g = np.interp(rk, model.gL_r_cm, model.gL)
-        (line,) = ax_f.plot(theta, rate / (lam * geo * g), lw=1)
+        (line,) = ax_f.plot(theta, engine_anisotropy(model, rk, theta, backend), lw=1)
         ax_f.plot(
             model.F_theta_deg,
             model.F[:, k],
@@ -63,7 +51,7 @@ def commissioning_figure(model: SourceModel, path: Path, backend: Backend | None
     x = np.linspace(-30, 30, 241)
     xx, zz = np.meshgrid(x, x)
     pts = np.stack([xx.ravel(), 0 * xx.ravel(), zz.ravel()], axis=1)
-    rate = dose_at_points(pts, origin, axis, source, backend=backend, rate=True).reshape(xx.shape)
+    rate = engine_rate(model, pts, backend).reshape(xx.shape)
     im = ax_map.imshow(np.log10(rate), extent=(-30, 30, -30, 30), origin="lower", cmap="inferno")
     cs = ax_map.contour(
         xx, zz, rate, levels=[0.05, 0.1, 0.25, 0.5, 1, 2, 5], colors="w", linewidths=0.7
