@@ -20,28 +20,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_path
 from .planning import Plan
 
 PLAN_SCHEMA = "seedopt-plan-1"
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it only if the block succeeds."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _clean(value: Any) -> Any:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import SeedoptError
 from .config import CaseSpec
 from .grid import Grid
@@ -108,29 +108,23 @@ class Case:
         """Write an HDF5 case file atomically (a temporary file renamed into place)."""
         import h5py
 
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs.update(
-                    format=H5_FORMAT,
-                    name=self.name,
-                    roles=json.dumps(self.roles()),
-                    origin_mm=self.grid.origin_mm,
-                    spacing_mm=self.grid.spacing_mm,
+        with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs.update(
+                format=H5_FORMAT,
+                name=self.name,
+                roles=json.dumps(self.roles()),
+                origin_mm=self.grid.origin_mm,
+                spacing_mm=self.grid.spacing_mm,
+            )
+            grp = f.create_group("masks")
+            for name, m in self.masks.items():
+                grp.create_dataset(name, data=m, compression="gzip", shuffle=True)
+            if self.prior_dose_gy is not None:
+                f.create_dataset(
+                    "prior_dose_gy",
+                    data=self.prior_dose_gy.astype(np.float32),
+                    compression="gzip",
                 )
-                grp = f.create_group("masks")
-                for name, m in self.masks.items():
-                    grp.create_dataset(name, data=m, compression="gzip", shuffle=True)
-                if self.prior_dose_gy is not None:
-                    f.create_dataset(
-                        "prior_dose_gy",
-                        data=self.prior_dose_gy.astype(np.float32),
-                        compression="gzip",
-                    )
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load_h5(cls, path: Path) -> Case:

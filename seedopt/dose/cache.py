@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..backend import Backend
 from ..sources import Source
 from .influence import influence_matrix
@@ -81,18 +82,13 @@ def cached_influence_matrix(
     )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.create_dataset("A_gy_per_u", data=backend.to_numpy(A))
-                f.attrs.update(
-                    model=source.model.model_id,
-                    formalism=formalism,
-                    engine=ENGINE_VERSION,
-                    half_life_d=source.half_life_d,
-                )
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+            f.create_dataset("A_gy_per_u", data=backend.to_numpy(A))
+            f.attrs.update(
+                model=source.model.model_id,
+                formalism=formalism,
+                engine=ENGINE_VERSION,
+                half_life_d=source.half_life_d,
+            )
     A *= scale
     return A, False
