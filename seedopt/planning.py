@@ -134,12 +134,13 @@ def build_problem(
     return problem, cached
 
 
-def structure_metrics(case: Case, dose_gy: np.ndarray, rx_gy: float) -> dict[str, dict[str, float]]:
+def structure_metrics(
+    case: Case, structures: dict[str, Structure], rx_gy: float
+) -> dict[str, dict[str, float]]:
     """Per structure: Dmax, D0.1cc, D1cc, D2cc, Dmean, volume; for the target also D90, D100
     and V90, V100, V150, V200 (percent)."""
     out: dict[str, dict[str, float]] = {}
-    for name, mask in case.masks.items():
-        s = Structure.from_mask(dose_gy, mask, case.grid.voxel_cc)
+    for name, s in structures.items():
         m = {"volume_cc": s.total_cc, "Dmax_gy": s.max_gy(), "Dmean_gy": s.mean_gy()}
         for label, cc in DCC_METRICS.items():
             m[f"{label}_gy"] = s.dose_at_volume_cc(cc)
@@ -151,8 +152,16 @@ def structure_metrics(case: Case, dose_gy: np.ndarray, rx_gy: float) -> dict[str
     return out
 
 
-def _limit_value(m: dict[str, float], metric: str) -> float:
-    return m[f"{metric}_gy"]
+def _goal(name: str, value: float, limit: float, met: bool, miss_gy: float) -> dict[str, Any]:
+    """One entry of metrics.json's goals; ``miss_gy`` is 0 when met."""
+    return {
+        "name": name,
+        "value": value,
+        "limit": limit,
+        "met": met,
+        "miss": miss_gy,
+        "miss_pct": 100 * miss_gy / limit,
+    }
 
 
 def evaluate(
@@ -165,34 +174,33 @@ def evaluate(
 ) -> dict[str, Any]:
     """metrics.json content (without timings)."""
     rx = spec.prescription_gy
-    per = structure_metrics(case, dose_gy, rx)
-    target = Structure.from_mask(dose_gy, case.masks[case.target], case.grid.voxel_cc)
-    body = Structure.from_mask(dose_gy, case.masks[case.body], case.grid.voxel_cc)
-    idx = conformity_indices(target, body, rx)
+    structures = {
+        name: Structure.from_mask(dose_gy, mask, case.grid.voxel_cc)
+        for name, mask in case.masks.items()
+    }
+    per = structure_metrics(case, structures, rx)
+    idx = conformity_indices(structures[case.target], structures[case.body], rx)
     d90 = per[case.target]["D90_gy"]
     goals = [
-        {
-            "name": f"{case.target} D90 >= prescription",
-            "value": d90,
-            "limit": rx,
-            "met": bool(d90 >= rx * (1 - 1e-6)),
-            "miss": max(0.0, rx - d90),
-            "miss_pct": max(0.0, 100 * (rx - d90) / rx),
-        }
+        _goal(
+            f"{case.target} D90 >= prescription",
+            d90,
+            rx,
+            bool(d90 >= rx * (1 - 1e-6)),
+            max(0.0, rx - d90),
+        )
     ]
     for lim in limits:
-        value = _limit_value(per[lim.structure], lim.metric)
+        value = per[lim.structure][f"{lim.metric}_gy"]
         ok = bool(np.isnan(value) or value <= lim.max_gy * (1 + 1e-6))
-        miss = 0.0 if ok else value - lim.max_gy
         goals.append(
-            {
-                "name": f"{lim.structure} {lim.metric} <= {lim.max_gy:g} Gy",
-                "value": value,
-                "limit": lim.max_gy,
-                "met": ok,
-                "miss": miss,
-                "miss_pct": 100 * miss / lim.max_gy,
-            }
+            _goal(
+                f"{lim.structure} {lim.metric} <= {lim.max_gy:g} Gy",
+                value,
+                lim.max_gy,
+                ok,
+                0.0 if ok else value - lim.max_gy,
+            )
         )
     return {
         "prescription_gy": rx,
