@@ -71,21 +71,11 @@ def source_table_cmd(model: str, formalism: str, out: Path | None, backend: str)
     from .commissioning import dose_rate_table, format_table, write_csv
 
     src_model = get_model(model)
-    _check_formalism(formalism)
     table = dose_rate_table(src_model, formalism, _backend(backend))
     click.echo(format_table(table, src_model))
     if out is not None:
         write_csv(table, out)
         click.echo(f"wrote {out}", err=True)
-
-
-def _check_formalism(formalism: str) -> None:
-    from .dose.tg43 import FORMALISMS
-
-    if formalism not in FORMALISMS:
-        raise SeedoptError(
-            f"unknown formalism {formalism!r}; choose one of {', '.join(FORMALISMS)}"
-        )
 
 
 def _source(
@@ -172,7 +162,6 @@ def dose_cmd(
     from .dose import dose_at_points
 
     source = _source(model, strength_u, activity_mci, half_life_d)
-    _check_formalism(formalism)
     seeds, axes = _read_xyz(seeds_path, "seeds")
     points, _ = _read_xyz(points_path, "points")
     if days is not None and not (np.isfinite(days) and days >= 0):
