@@ -1,12 +1,15 @@
 """Simulated annealing over many chains at once, with incremental dose updates.
 
 Every chain holds a loading (``X``, (chains, m) bool) and its doses at the target rows and at
-the rows of each structure a hard limit names. A move flips one candidate seed or, with
-probability ``p_shift``, moves a loaded seed to the neighbouring candidate of its needle
+the rows of each structure a hard limit names. A move flips one candidate seed; with
+probability ``p_shift`` it moves a loaded seed to the neighbouring candidate of its needle
 (the previous or next candidate of the same needle in index order, so candidates are
-expected to be numbered along each needle); the doses change by one or two columns of the
-influence matrices. The exact objective of every proposed state comes from those doses
-(``terms_from_doses``, the formula of ``objective.terms``); acceptance is Metropolis with a
+expected to be numbered along each needle), and with probability ``p_swap`` it moves a
+loaded seed to a random free candidate on a needle already in use (which lets a plan gather
+its seeds on fewer needles without paying for a new needle first). The doses change by one
+or two columns of the influence matrices. The exact objective of every proposed state comes
+from those doses (``terms_from_doses``, the formula of ``objective.terms``) on the organ rows
+that can decide a limit (``objective.decisive_rows``); acceptance is Metropolis with a
 geometric temperature schedule ``t0 -> t_end``, and each chain keeps its best state.
 """
 
@@ -18,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from seedopt.backend import array_module
+
 from .base import OptimizeResult, PlanProblem
-from .objective import _xp, objective, terms_from_doses
+from .objective import decisive_rows, objective, terms_from_doses
 from .registry import BaseOptimizer, register, to_host
 
 
@@ -45,10 +50,11 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         rng: np.random.Generator | int | None = None,
         *,
         chains: int = 32,
-        iterations: int = 3000,
+        iterations: int = 8000,
         t0: float = 100.0,
         t_end: float = 1e-3,
         p_shift: float = 0.2,
+        p_swap: float = 0.2,
         x0: Any = None,
     ) -> OptimizeResult:
         """Anneal ``chains`` chains for ``iterations`` steps; return the best loading seen.
@@ -61,6 +67,8 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
             default t0 = 100 (about 5 % of hard-limit excess) lets chains cross the barriers
             that whole seeds make in small problems and leave a poor warm start.
         p_shift : probability that a move shifts a loaded seed along its needle.
+        p_swap : probability that a move takes a loaded seed to a free candidate of a needle
+            in use.
         x0 : (m,) start loading of every chain; default the empty loading.
 
         Returns
@@ -72,8 +80,8 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         """
         start = time.perf_counter()
         gen = np.random.default_rng(rng)
-        p = problem
-        xp = _xp(p.A_target)
+        p = decisive_rows(problem)
+        xp = array_module(p.A_target)
         m = p.n_candidates
         needle = np.asarray(to_host(p.seed_needle), dtype=np.int64)
         prev, next_ = needle_neighbours(needle)
@@ -102,18 +110,29 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         temps = t0 * (t_end / t0) ** (np.arange(iterations) / max(iterations - 1, 1))
         rows = np.arange(chains)
 
+        bar = self.progress_bar(iterations, "anneal" if x0 is None else "anneal (warm start)")
         for it in range(iterations):
+            if it % 100 == 0:
+                bar.update(min(100, iterations - it))
             flip = gen.integers(m, size=chains)
-            shift = gen.random(chains) < p_shift
+            kind = gen.random(chains)
             keys = gen.random((chains, m))
+            free_keys = gen.random((chains, m))
             forward = gen.random(chains) < 0.5
             accept_u = xp.asarray(gen.random(chains))
 
             keys[~X] = -1.0
             pick = keys.argmax(axis=1)  # a random loaded seed (any seed if none is loaded)
-            dest = np.where(forward, next_[pick], prev[pick])
+            free_keys[X | (count[:, needle] == 0)] = -1.0
+            gather = free_keys.argmax(axis=1)  # a random free candidate on a used needle
+            swap = (kind >= p_shift) & (kind < p_shift + p_swap)
+            dest = np.where(
+                swap,
+                np.where(free_keys[rows, gather] >= 0, gather, -1),
+                np.where(forward, next_[pick], prev[pick]),
+            )
             free_dest = (dest >= 0) & ~X[rows, np.maximum(dest, 0)]
-            shift &= X.any(axis=1) & free_dest
+            shift = (kind < p_shift + p_swap) & X.any(axis=1) & free_dest
             flipped_on = X[rows, flip]
             rem = np.where(shift, pick, np.where(flipped_on, flip, -1))
             add = np.where(shift, dest, np.where(flipped_on, -1, flip))
@@ -163,11 +182,12 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
             best_X[improved] = X[improved]
             trace[it + 1] = float(best_f.min())
 
+        bar.close()
         chain = int(xp.argmin(best_f))
         x = best_X[chain].copy()
         return OptimizeResult(
             x=x,
-            fun=float(objective(p, x)),
+            fun=float(objective(problem, x)),
             success=True,
             status=0,
             message=f"{iterations} iterations of {chains} chains, best of chain {chain}",

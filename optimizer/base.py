@@ -37,8 +37,8 @@ class SoftWeights:
 
     v150_per_pct: float = 0.02
     v200_per_pct: float = 0.05
-    per_seed: float = 0.01
-    per_needle: float = 0.05
+    per_seed: float = 0.05
+    per_needle: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class CandidateGeometry:
     needle_directions : (n_needles, 3) unit directions.
     seed_depth_mm : (m,) distance of each candidate seed centre inside the target's surface, mm.
     seed_order : (m,) position of each candidate along its needle, counted from the tip.
+    seed_points_mm : (m, 3) candidate seed centres, mm.
     """
 
     needle_holes: list[tuple[int, int] | None]
@@ -59,6 +60,7 @@ class CandidateGeometry:
     needle_directions: np.ndarray
     seed_depth_mm: np.ndarray
     seed_order: np.ndarray
+    seed_points_mm: np.ndarray
 
 
 @dataclass(frozen=True)

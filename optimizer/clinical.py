@@ -1,21 +1,28 @@
 """The clinical-style baseline: loading by rule, the way the published CT-guided series plan
-by hand, then the seed strength scaled until the target's D90 reaches the prescription.
+by hand, with the seed count (default) or the seed strength scaled until the target's D90
+reaches the prescription.
 
 1. Needles about 1 cm apart: on a 5 mm template, every other hole in both directions (the one
    of the four phases that reaches the most candidate seeds); freehand, a greedy choice of
    needles at least ``needle_spacing_mm`` apart (most seeds first).
 2. Modified peripheral loading along each chosen needle: seeds every 5 mm where they lie within
    ``peripheral_depth_mm`` of the target's surface, every 10 mm deeper (every other candidate).
-3. Strength scaled so that D90 equals the prescription (``extra["strength_scale"]``; the
-   planner applies it to the source). Organ limits are not looked at, as in manual planning;
-   the report shows where they are missed.
+3. ``scaling="count"`` (default, the config's seed strength): the candidates are ranked
+   (a) the pattern of steps 1-2, (b) the 5 mm fill-in of its needles, (c) the peripheral
+   pattern on the remaining needles, (d) the rest; within each group in farthest-point order
+   (each next seed the farthest from those ranked before it, so every prefix is spread over
+   the target). The plan loads the shortest prefix whose D90 reaches the prescription (D90
+   never falls as seeds are added, so a bisection finds it); every candidate if none does.
+   ``scaling="strength"``: the pattern of steps 1-2 with the seed strength scaled so that
+   D90 equals the prescription (``extra["strength_scale"]``; the planner applies it).
+Organ limits are not looked at, as in manual planning; the report shows where they are missed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -54,32 +61,135 @@ def _spaced_needles(problem: PlanProblem, spacing_mm: float) -> np.ndarray:
     return chosen
 
 
-def clinical_loading(
-    problem: PlanProblem, needle_spacing_mm: float = 10.0, peripheral_depth_mm: float = 5.0
-) -> np.ndarray:
-    """The rule-based loading (bool, one per candidate seed)."""
+def _pattern(problem: PlanProblem, needles: np.ndarray, peripheral_depth_mm: float) -> np.ndarray:
+    """Modified peripheral loading on ``needles`` (bool per candidate seed)."""
+    geo = problem.geometry
+    assert geo is not None
+    peripheral = geo.seed_depth_mm <= peripheral_depth_mm
+    every_other = geo.seed_order % 2 == 0
+    return needles[problem.seed_needle] & (peripheral | every_other)
+
+
+def clinical_needles(problem: PlanProblem, needle_spacing_mm: float = 10.0) -> np.ndarray:
+    """The needles of step 1 (bool, one per candidate needle)."""
     geo = problem.geometry
     if geo is None:
         raise ValueError("the clinical baseline needs the candidates' geometry")
     if all(h is not None for h in geo.needle_holes):
-        needles = _template_needles(problem)
-    else:
-        needles = _spaced_needles(problem, needle_spacing_mm)
-    on_needle = needles[problem.seed_needle]
-    peripheral = geo.seed_depth_mm <= peripheral_depth_mm
-    every_other = geo.seed_order % 2 == 0
-    return on_needle & (peripheral | every_other)
+        return _template_needles(problem)
+    return _spaced_needles(problem, needle_spacing_mm)
+
+
+def clinical_loading(
+    problem: PlanProblem, needle_spacing_mm: float = 10.0, peripheral_depth_mm: float = 5.0
+) -> np.ndarray:
+    """The rule-based pattern of steps 1-2 (bool, one per candidate seed)."""
+    needles = clinical_needles(problem, needle_spacing_mm)
+    return _pattern(problem, needles, peripheral_depth_mm)
+
+
+def farthest_point_order(points: np.ndarray) -> np.ndarray:
+    """Indices of ``points`` (k, 3), each next the farthest from those before; starts at the
+    point nearest the centroid (ties by index)."""
+    k = len(points)
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.empty(k, dtype=np.int64)
+    nearest = np.linalg.norm(points - points.mean(axis=0), axis=1)
+    order[0] = int(np.argmin(nearest))
+    gap = np.linalg.norm(points - points[order[0]], axis=1)
+    for i in range(1, k):
+        order[i] = int(np.argmax(gap))
+        gap = np.minimum(gap, np.linalg.norm(points - points[order[i]], axis=1))
+    return order
+
+
+def clinical_ranking(
+    problem: PlanProblem, needle_spacing_mm: float = 10.0, peripheral_depth_mm: float = 5.0
+) -> np.ndarray:
+    """Every candidate seed in the count-scaling order of step 3 (module docstring)."""
+    geo = problem.geometry
+    needles = clinical_needles(problem, needle_spacing_mm)
+    on = needles[problem.seed_needle]
+    pattern = _pattern(problem, needles, peripheral_depth_mm)
+    others = _pattern(problem, ~needles, peripheral_depth_mm)
+    groups = [pattern, on & ~pattern, others, ~on & ~others]
+    assert geo is not None
+    ranked = []
+    for g in groups:
+        idx = np.flatnonzero(g)
+        ranked.append(idx[farthest_point_order(geo.seed_points_mm[idx])])
+    return np.concatenate(ranked)
+
+
+def shortest_prefix_reaching(problem: PlanProblem, ranking: np.ndarray) -> int:
+    """The fewest leading seeds of ``ranking`` whose target D90 >= prescription (bisection on
+    cumulative doses); ``len(ranking)`` if even all of them fall short."""
+    A = np.asarray(problem.A_target, dtype=np.float64)
+    rx = problem.prescription_gy * (1 - 1e-9)
+    lo, hi = 1, len(ranking)
+
+    def reaches(k: int) -> bool:
+        return bool(dose_at_percent(A[:, ranking[:k]].sum(axis=1), 90.0) >= rx)
+
+    if not reaches(hi):
+        return hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if reaches(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 @register("clinical")
 class ClinicalBaseline(BaseOptimizer):
-    """Rule-based loading with strength scaled to the prescription (see the module doc)."""
+    """Rule-based loading scaled to the prescription (see the module doc)."""
 
     name = "clinical"
 
-    def solve(self, problem: PlanProblem, rng: Any = None, **options: Any) -> OptimizeResult:
+    def solve(
+        self,
+        problem: PlanProblem,
+        rng: Any = None,
+        *,
+        scaling: Literal["count", "strength"] = "count",
+        needle_spacing_mm: float = 10.0,
+        peripheral_depth_mm: float = 5.0,
+    ) -> OptimizeResult:
+        """Load by rule (``rng`` is unused: deterministic).
+
+        Parameters
+        ----------
+        scaling : "count" (config strength, fewest seeds in rule order) or "strength".
+        needle_spacing_mm : freehand needle spacing, mm (a template uses every other hole).
+        peripheral_depth_mm : seeds this close to the target surface are loaded every 5 mm.
+        """
         t0 = time.perf_counter()
-        x = clinical_loading(problem, **options)
+        if scaling not in ("count", "strength"):
+            raise ValueError(f"scaling must be 'count' or 'strength', not {scaling!r}")
+        geometry = {
+            "needle_spacing_mm": needle_spacing_mm,
+            "peripheral_depth_mm": peripheral_depth_mm,
+        }
+        if scaling == "count":
+            ranking = clinical_ranking(problem, **geometry)
+            k = shortest_prefix_reaching(problem, ranking)
+            x = np.zeros(problem.n_candidates, dtype=bool)
+            x[ranking[:k]] = True
+            return OptimizeResult(
+                x,
+                float(objective(problem, x)),
+                True,
+                0,
+                f"clinical pattern, count scaled: the first {k} of {ranking.size} ranked seeds",
+                1,
+                max(1, int(np.ceil(np.log2(max(ranking.size, 2))))) + 1,
+                self.name,
+                time.perf_counter() - t0,
+            )
+        x = clinical_loading(problem, **geometry)
         if not x.any():
             return OptimizeResult(
                 x,

@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from seedopt.backend import array_module
+
 from .anneal import terms_from_doses
 from .base import OptimizeResult, PlanProblem
 from .milp import build_model
-from .objective import _xp, objective
+from .objective import decisive_rows, objective
 from .registry import BaseOptimizer, register, to_host
 
 
@@ -57,8 +59,8 @@ def greedy_flips(
     -------
     The loading, the number of flips made and the number of objective evaluations.
     """
-    p = problem
-    xp = _xp(p.A_target)
+    p = decisive_rows(problem)
+    xp = array_module(p.A_target)
     m = p.n_candidates
     needle = np.asarray(to_host(p.seed_needle), dtype=np.int64)
     cap_seeds = math.inf if p.max_seeds is None else p.max_seeds

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import sparse
@@ -52,7 +52,24 @@ def sample_rows(n: int, max_points: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
 
 
-def _place(block: Any, offset: int, n_vars: int) -> sparse.csr_array:
+def sampled_target(problem: PlanProblem, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sampled target rows (``sample_rows``) and their influence in float64 (Gy/seed)."""
+    A_full = to_host(problem.A_target)
+    rows = sample_rows(A_full.shape[0], max_points)
+    return rows, A_full[rows].astype(np.float64)
+
+
+def stack_groups(
+    groups: list[tuple[Any, float, float]],
+) -> tuple[sparse.csr_array, np.ndarray, np.ndarray]:
+    """Constraint rows and their lower and upper bounds from (rows, lower, upper) groups."""
+    A = sparse.vstack([g[0] for g in groups], format="csr")
+    lb = np.concatenate([np.full(g[0].shape[0], g[1]) for g in groups])
+    ub = np.concatenate([np.full(g[0].shape[0], g[2]) for g in groups])
+    return A, lb, ub
+
+
+def place_block(block: Any, offset: int, n_vars: int) -> sparse.csr_array:
     """``block`` as rows over all ``n_vars`` model variables, starting at column ``offset``."""
     coo = sparse.coo_array(block)
     return sparse.csr_array((coo.data, (coo.row, coo.col + offset)), shape=(coo.shape[0], n_vars))
@@ -71,14 +88,11 @@ class _Limit:
 
 
 @dataclass(frozen=True)
-class LinearModel:
-    """The model of the module docstring in ``milp``'s form (variables x, y first)."""
+class HighsModel:
+    """A mixed-integer linear program in ``scipy.optimize.milp``'s form, solved by HiGHS."""
 
     problem: PlanProblem
     rows: np.ndarray  # sampled target rows
-    A_t: np.ndarray  # (n, m) float64
-    limits: tuple[_Limit, ...]
-    require_d90: bool
     c: np.ndarray
     A: sparse.csr_array
     lb: np.ndarray
@@ -86,20 +100,16 @@ class LinearModel:
     lo: np.ndarray
     hi: np.ndarray
     integrality: np.ndarray
-    c_under: float
-    c_hot: float
 
     @property
     def hard_constraints(self) -> list[str]:
         """The model's hard constraints, in words (for infeasibility messages)."""
         p = self.problem
-        out = [lim.label for lim in self.limits if lim.metric in ("Dmax", "Dmean")]
+        out = []
         if p.max_seeds is not None:
             out.append(f"max_seeds={p.max_seeds}")
         if p.max_needles is not None:
             out.append(f"max_needles={p.max_needles}")
-        if self.require_d90:
-            out.append(f"D90 >= {p.prescription_gy:g} Gy on the sampled target points")
         return out
 
     def solve(self, *, integral: bool, time_limit_s: float, mip_rel_gap: float) -> Any:
@@ -115,6 +125,26 @@ class LinearModel:
                 "disp": False,
             },
         )
+
+
+@dataclass(frozen=True)
+class LinearModel(HighsModel):
+    """The linear-penalty model of the module docstring (variables x, y first)."""
+
+    A_t: np.ndarray  # (n, m) float64
+    limits: tuple[_Limit, ...]
+    require_d90: bool
+    c_under: float
+    c_hot: float
+
+    @property
+    def hard_constraints(self) -> list[str]:
+        p = self.problem
+        out = [lim.label for lim in self.limits if lim.metric in ("Dmax", "Dmean")]
+        out += super().hard_constraints
+        if self.require_d90:
+            out.append(f"D90 >= {p.prescription_gy:g} Gy on the sampled target points")
+        return out
 
     def evaluate(self, x: Any) -> float:
         """The model objective of a 0/1 loading with its slacks at their optimum (``inf``
@@ -161,9 +191,7 @@ def build_model(
     p = problem
     s = p.soft
     rx = float(p.prescription_gy)
-    A_full = to_host(p.A_target)
-    rows = sample_rows(A_full.shape[0], max_points)
-    A_t = A_full[rows].astype(np.float64)
+    rows, A_t = sampled_target(p, max_points)
     n, m = A_t.shape
     n_nd = int(p.n_needles)
     needle = np.asarray(to_host(p.seed_needle), dtype=np.int64)
@@ -207,15 +235,21 @@ def build_model(
     eye_n = sparse.eye_array(n)
     link = sparse.csr_array((-np.ones(m), (np.arange(m), needle)), shape=(m, n_nd))
     groups = [  # (rows over all variables, lower, upper)
-        (_place(sparse.eye_array(m), ox, n_vars) + _place(link, oy, n_vars), -np.inf, 0.0),
-        (_place(A_t, ox, n_vars) + _place(eye_n, ou, n_vars), rx, np.inf),
-        (_place(A_t, ox, n_vars) - _place(eye_n, oh, n_vars), -np.inf, 2.0 * rx),
+        (
+            place_block(sparse.eye_array(m), ox, n_vars) + place_block(link, oy, n_vars),
+            -np.inf,
+            0.0,
+        ),
+        (place_block(A_t, ox, n_vars) + place_block(eye_n, ou, n_vars), rx, np.inf),
+        (place_block(A_t, ox, n_vars) - place_block(eye_n, oh, n_vars), -np.inf, 2.0 * rx),
     ]
     for i, lim in enumerate(limits):
         if lim.metric == "Dmax":
-            groups.append((_place(lim.A, ox, n_vars), -np.inf, lim.limit_gy))
+            groups.append((place_block(lim.A, ox, n_vars), -np.inf, lim.limit_gy))
         elif lim.metric == "Dmean":
-            groups.append((_place(lim.A.mean(axis=0)[None], ox, n_vars), -np.inf, lim.limit_gy))
+            groups.append(
+                (place_block(lim.A.mean(axis=0)[None], ox, n_vars), -np.inf, lim.limit_gy)
+            )
         else:
             ot = dcc_at[i]
             nk = lim.A.shape[0]
@@ -223,39 +257,42 @@ def build_model(
             lo[ot] = -np.inf
             c[oe] = lim.cost
             hot = (
-                _place(lim.A, ox, n_vars)
-                - _place(np.ones((nk, 1)), ot, n_vars)
-                - _place(sparse.eye_array(nk), os_, n_vars)
+                place_block(lim.A, ox, n_vars)
+                - place_block(np.ones((nk, 1)), ot, n_vars)
+                - place_block(sparse.eye_array(nk), os_, n_vars)
             )
             groups.append((hot, -np.inf, 0.0))
             cvar = np.concatenate([[1.0], np.full(nk, 1.0 / lim.q), [-1.0]])[None]
-            groups.append((_place(cvar, ot, n_vars), -np.inf, lim.limit_gy))
+            groups.append((place_block(cvar, ot, n_vars), -np.inf, lim.limit_gy))
     if p.max_seeds is not None:
-        groups.append((_place(np.ones((1, m)), ox, n_vars), -np.inf, float(p.max_seeds)))
+        groups.append((place_block(np.ones((1, m)), ox, n_vars), -np.inf, float(p.max_seeds)))
     if p.max_needles is not None:
-        groups.append((_place(np.ones((1, n_nd)), oy, n_vars), -np.inf, float(p.max_needles)))
+        groups.append((place_block(np.ones((1, n_nd)), oy, n_vars), -np.inf, float(p.max_needles)))
     if require_d90:
-        groups.append((_place(A_t, ox, n_vars) + _place(rx * eye_n, oz, n_vars), rx, np.inf))
+        groups.append(
+            (place_block(A_t, ox, n_vars) + place_block(rx * eye_n, oz, n_vars), rx, np.inf)
+        )
         allowed = n - math.ceil(0.9 * n - 1e-9)
-        groups.append((_place(np.ones((1, n)), oz, n_vars), -np.inf, float(allowed)))
+        groups.append((place_block(np.ones((1, n)), oz, n_vars), -np.inf, float(allowed)))
 
-    A = sparse.vstack([g[0] for g in groups], format="csr")
-    lb = np.concatenate([np.full(g[0].shape[0], g[1]) for g in groups])
-    ub = np.concatenate([np.full(g[0].shape[0], g[2]) for g in groups])
+    A, lb, ub = stack_groups(groups)
     return LinearModel(
-        p, rows, A_t, tuple(limits), require_d90, c, A, lb, ub, lo, hi, integrality, c_under, c_hot
+        p, rows, c, A, lb, ub, lo, hi, integrality, A_t, tuple(limits), require_d90, c_under, c_hot
     )
 
 
 @register("milp")
 class MILPOptimizer(BaseOptimizer):
-    """The mixed-integer model of the module docstring, solved to ``mip_rel_gap`` by HiGHS."""
+    """A mixed-integer model of the plan solved to ``mip_rel_gap`` by HiGHS: the
+    linear-penalty surrogate of the module docstring (``formulation="penalty"``, the default)
+    or the exact model of ``optimizer.exact`` (``formulation="exact"``, small problems)."""
 
     def solve(
         self,
         problem: PlanProblem,
         rng: np.random.Generator | int | None = None,
         *,
+        formulation: Literal["penalty", "exact"] = "penalty",
         time_limit_s: float = 30.0,
         mip_rel_gap: float = 1e-4,
         max_points: int = 2000,
@@ -265,20 +302,33 @@ class MILPOptimizer(BaseOptimizer):
 
         Parameters
         ----------
+        formulation : "penalty" (surrogate, scales to large cases) or "exact" (its objective
+            is ``objective`` on the model's target rows; binaries per row, small cases).
         time_limit_s : wall-time limit of the LP relaxation and the MILP together, s.
         mip_rel_gap : relative gap at which HiGHS stops.
         max_points : at most this many target rows (evenly spaced sample).
-        require_d90 : add D90 >= Rx on the sampled rows as a hard constraint (n binaries).
+        require_d90 : D90 >= Rx on the model's target rows as a hard constraint.
 
         Returns
         -------
         ``fun`` is the exact objective of the loading; ``bound`` is HiGHS's proven dual bound
-        of the MODEL objective (not of ``fun``); ``extra`` holds ``model_objective``,
-        ``model_bound``, ``mip_gap`` and ``lp_relaxation`` (model optimum without
-        integrality). Status 1: time limit with a feasible loading; 2: none found (x empty).
+        of the MODEL objective: with ``formulation="exact"`` and every target row in the
+        model, a proven lower bound of ``fun`` itself. ``extra`` holds ``formulation``,
+        ``model_objective``, ``model_bound``, ``mip_gap``, ``lp_relaxation`` (model optimum
+        without integrality) and ``n_target_rows``. Status 1: time limit with a feasible
+        loading; 2: none found (x empty).
         """
         start = time.perf_counter()
-        model = build_model(problem, max_points=max_points, require_d90=require_d90)
+        if formulation == "exact":
+            from .exact import build_exact_model
+
+            model: HighsModel = build_exact_model(
+                problem, max_points=max_points, require_d90=require_d90
+            )
+        elif formulation == "penalty":
+            model = build_model(problem, max_points=max_points, require_d90=require_d90)
+        else:
+            raise ValueError(f"formulation must be 'penalty' or 'exact', not {formulation!r}")
         m = problem.n_candidates
         relax = model.solve(integral=False, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
         left = time_limit_s - (time.perf_counter() - start)
@@ -312,6 +362,7 @@ class MILPOptimizer(BaseOptimizer):
             runtime_s=time.perf_counter() - start,
             bound=bound,
             extra={
+                "formulation": formulation,
                 "model_objective": float(res.fun) if found else None,
                 "model_bound": bound,
                 "mip_gap": float(res.mip_gap)

@@ -10,11 +10,12 @@ first reaches the asked volume); ``x`` may be a batch (k, m) of loadings (one ro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from seedopt.backend import array_module
 
 from .base import HardLimit, PlanProblem
 
@@ -24,18 +25,9 @@ W_HARD = 20.0
 """Objective units per percent above a hard limit."""
 
 
-def _xp(a: Any) -> Any:
-    try:
-        import cupy
-
-        return cupy.get_array_module(a)
-    except ImportError:
-        return np
-
-
 def dose(A: Any, x: Any) -> Any:
     """Dose at the rows of ``A`` (Gy) for loading(s) ``x``: (n,) or, for x (k, m), (k, n)."""
-    xp = _xp(A)
+    xp = array_module(A)
     xf = xp.asarray(x, dtype=A.dtype)
     return (A @ xf.T).T if xf.ndim == 2 else A @ xf
 
@@ -44,7 +36,7 @@ def dose_at_percent(d: Any, percent: float) -> Any:
     """D_x% of equal-volume points along the last axis (Gy)."""
     n = d.shape[-1]
     k = max(1, math.ceil(n * percent / 100.0 - 1e-9))  # the k-th hottest point
-    xp = _xp(d)
+    xp = array_module(d)
     return -xp.partition(-d, k - 1, axis=-1)[..., k - 1]
 
 
@@ -52,7 +44,7 @@ def dose_at_volume(d: Any, volume_cc: float, voxel_cc: float) -> Any:
     """D_v cc of points of ``voxel_cc`` each (Gy); the coldest point if the structure is smaller."""
     n = d.shape[-1]
     k = min(n, max(1, math.ceil(volume_cc / voxel_cc - 1e-9)))
-    xp = _xp(d)
+    xp = array_module(d)
     return -xp.partition(-d, k - 1, axis=-1)[..., k - 1]
 
 
@@ -92,7 +84,7 @@ def terms_from_doses(
     d_oar : structure -> (..., n_k) doses at its rows, Gy (every structure of ``hard``).
     n_seeds, n_needles : (...) loaded seeds and used needles.
     """
-    xp = _xp(d_target)
+    xp = array_module(d_target)
     rx = problem.prescription_gy
     d90 = dose_at_percent(d_target, 90.0)
     shortfall = 100.0 * xp.maximum(0.0, rx - d90) / rx
@@ -116,7 +108,7 @@ def terms_from_doses(
 
 def terms(problem: PlanProblem, x: Any) -> Terms:
     """Every part of the objective for loading(s) ``x`` ((m,) or (k, m), 0/1)."""
-    xp = _xp(problem.A_target)
+    xp = array_module(problem.A_target)
     x = xp.asarray(x)
     d_oar = {lim.structure: dose(problem.A_oar[lim.structure], x) for lim in problem.hard}
     loaded = x.astype(bool)
@@ -135,3 +127,35 @@ def terms(problem: PlanProblem, x: Any) -> Terms:
 def objective(problem: PlanProblem, x: Any) -> Any:
     """The scalar objective (or one per row of a batch)."""
     return terms(problem, x).total
+
+
+def decisive_rows(problem: PlanProblem) -> PlanProblem:
+    """The same problem with the organ rows that can never decide a hard limit removed.
+
+    A row whose dose with every candidate loaded stays at or below the lowest limit on its
+    structure never exceeds a limit; the hottest rows are kept so that at least as many rows
+    remain as the largest D{v}cc counts. Then every limit's excess, and so ``objective``, is
+    unchanged for every loading: if the true value exceeds the limit, all the rows above it
+    are kept; if not, the kept rows' value is no higher. Structures with a Dmean limit keep
+    every row.
+    """
+    xp = array_module(problem.A_target)
+    kept = dict(problem.A_oar)
+    for name in {lim.structure for lim in problem.hard}:
+        limits = [lim for lim in problem.hard if lim.structure == name]
+        if any(lim.metric == "Dmean" for lim in limits):
+            continue
+        A = problem.A_oar[name]
+        n = A.shape[0]
+        need = max(
+            1
+            if lim.metric == "Dmax"
+            else min(n, math.ceil(float(lim.metric[1:-2]) / problem.voxel_cc - 1e-9))
+            for lim in limits
+        )
+        full = A.astype(xp.float64).sum(axis=1)
+        rows = xp.flatnonzero(full > min(lim.limit_gy for lim in limits))
+        if rows.size < need:
+            rows = xp.sort(xp.argsort(-full)[:need])
+        kept[name] = A[rows]
+    return dataclasses.replace(problem, A_oar=kept)

@@ -32,6 +32,22 @@ class BaseOptimizer(ABC):
 
     name: ClassVar[str] = ""
 
+    def __init__(self, progress: bool = False) -> None:
+        """``progress``: show a progress bar on long runs (on a terminal only)."""
+        self.progress = progress
+
+    def progress_bar(self, total: int, desc: str) -> Any:
+        """A tqdm bar on stderr; silent unless ``progress`` is set and stderr is a terminal."""
+        from tqdm import tqdm
+
+        return tqdm(
+            total=total,
+            desc=desc,
+            disable=None if self.progress else True,
+            leave=False,
+            mininterval=0.5,
+        )
+
     @abstractmethod
     def solve(
         self, problem: PlanProblem, rng: np.random.Generator | int | None = None, **options: Any
@@ -52,7 +68,9 @@ def register(name: str) -> Callable[[T], T]:
     return decorate
 
 
-def get_optimizer(name_or_instance: str | BaseOptimizer = DEFAULT_OPTIMIZER) -> BaseOptimizer:
+def get_optimizer(
+    name_or_instance: str | BaseOptimizer = DEFAULT_OPTIMIZER, progress: bool = False
+) -> BaseOptimizer:
     """An optimizer instance by registered name (an instance is returned as is)."""
     if isinstance(name_or_instance, BaseOptimizer):
         return name_or_instance
@@ -60,7 +78,7 @@ def get_optimizer(name_or_instance: str | BaseOptimizer = DEFAULT_OPTIMIZER) -> 
     if cls is None:
         known = ", ".join(sorted(OPTIMIZERS))
         raise SeedoptError(f"unknown optimizer {name_or_instance!r}; choose one of {known}")
-    return cls()
+    return cls(progress=progress)
 
 
 def to_host(a: Any) -> np.ndarray:

@@ -59,6 +59,16 @@ class Backend:
             return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
+def array_module(a: Any) -> Any:
+    """``numpy`` or ``cupy``: the module of array ``a`` (CuPy is imported only for its own
+    arrays, so NumPy work never pays for a failed import)."""
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
 def gpu_unavailable_reason() -> str | None:
     """Why the GPU backend cannot run here, or ``None`` when it can."""
     try:

@@ -261,7 +261,7 @@ def plan_cmd(
     b = _backend(backend)
     cache_dir = None if no_cache else (cache or default_cache_dir())
     click.echo(f"planning {spec.name} ({spec.description})", err=True)
-    plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir)
+    plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
     written = write_outputs(plan, out)
     click.echo(format_report(plan.metrics))
     click.echo(f"wrote {', '.join(p.name for p in written)} in {out}/", err=True)

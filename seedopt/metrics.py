@@ -18,6 +18,7 @@ Conventions (stated because clinical systems differ):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,3 +110,40 @@ def conformity_indices(
     ei = (v_ref - v_t_ref) / v_t if v_t > 0 else float("nan")
     hi = (v_t_ref - v_t_15) / v_t_ref if v_t_ref > 0 else float("nan")
     return ConformityIndices(ci, ei, hi)
+
+
+_METRIC = re.compile(r"^(D|V)(\d+(?:\.\d+)?)(cc|Gy|%)?$")
+REQUESTED_METRIC_HELP = (
+    "write Dx (Gy to the hottest x %), Dxcc (Gy to the hottest x cc), Vx (% of the structure "
+    "at x % of the prescription) or VxGy (% of the structure at x Gy)"
+)
+
+
+def parse_requested_metric(name: str) -> tuple[str, float, str]:
+    """(``"D"`` or ``"V"``, x, unit ``"%"``, ``"cc"`` or ``"Gy"``) of a Dx / Vx metric name;
+    ValueError naming the accepted forms otherwise."""
+    m = _METRIC.match(name)
+    kind, unit = (m.group(1), m.group(3) or "%") if m else ("", "")
+    if not m or (kind, unit) in (("D", "Gy"), ("V", "cc")):
+        raise ValueError(f"{name!r} is not a Dx / Vx metric; {REQUESTED_METRIC_HELP}")
+    x = float(m.group(2))
+    if unit == "%" and kind == "D" and x > 100:
+        raise ValueError(f"{name!r}: a dose-to-volume percentage is at most 100")
+    return kind, x, unit
+
+
+def requested_metric(name: str, structure: Structure, prescription_gy: float) -> float:
+    """A Dx / Vx metric asked for by name: ``D98`` (Gy), ``D0.5cc`` (Gy), ``V120`` (% of the
+    structure at 120 % of the prescription), ``V100Gy`` (% of the structure at 100 Gy)."""
+    kind, x, unit = parse_requested_metric(name)
+    if kind == "D":
+        return structure.dose_at_volume_cc(x) if unit == "cc" else structure.dose_at_percent(x)
+    level = x if unit == "Gy" else prescription_gy * x / 100.0
+    return structure.percent_at_dose(level)
+
+
+def requested_metric_key(name: str) -> str:
+    """The metrics.json key of a requested metric: ``D98`` -> ``D98_gy``, ``V120`` ->
+    ``V120_pct``, ``D0.5cc`` -> ``D0.5cc_gy``, ``V100Gy`` -> ``V100Gy_pct``."""
+    kind, _, _ = parse_requested_metric(name)
+    return f"{name}_gy" if kind == "D" else f"{name}_pct"

@@ -23,6 +23,7 @@ from pydantic import (
 from .candidates.config import ApproachSpec
 from .case.config import CaseSpec, _closest, _Strict, format_validation_error, read_yaml
 from .errors import SeedoptError
+from .metrics import parse_requested_metric
 from .sources import DEFAULT_HALF_LIFE_D, Source, get_model
 
 DEFAULT_CORD_D01CC_GY = 45.0
@@ -58,8 +59,8 @@ class HardLimitSpec(_Strict):
 class WeightsSpec(_Strict):
     v150_per_pct: NonNegativeFloat = 0.02
     v200_per_pct: NonNegativeFloat = 0.05
-    per_seed: NonNegativeFloat = 0.01
-    per_needle: NonNegativeFloat = 0.05
+    per_seed: NonNegativeFloat = 0.05
+    per_needle: NonNegativeFloat = 0.1
 
 
 class GoalsSpec(_Strict):
@@ -87,10 +88,24 @@ class PlanSpec(CaseSpec):
     goals: GoalsSpec = GoalsSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
     dose: DoseSpec = DoseSpec()
+    metrics: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="extra Dx / Vx per structure, e.g. {GTV: [D98, V120], SpinalCord: [D1cc]}",
+    )
 
     @model_validator(mode="after")
     def _limit_structures_exist(self) -> PlanSpec:
         known = set(self.structures) | {"Skin"}
+        for name, wanted in self.metrics.items():
+            if name not in known:
+                raise ValueError(
+                    f"metrics.{name}: no structure named {name!r}{_closest(name, known)}"
+                )
+            for k, metric in enumerate(wanted):
+                try:
+                    parse_requested_metric(metric)
+                except ValueError as exc:
+                    raise ValueError(f"metrics.{name}.{k}: {exc}") from None
         for k, lim in enumerate(self.goals.hard or []):
             if lim.structure not in known:
                 raise ValueError(

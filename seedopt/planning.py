@@ -15,7 +15,7 @@ from .candidates import Candidates, build_candidates
 from .case import Case
 from .dose import dose_at_points
 from .dose.cache import cached_influence_matrix
-from .metrics import Structure, conformity_indices
+from .metrics import Structure, conformity_indices, requested_metric, requested_metric_key
 from .optimizer import HardLimit, OptimizeResult, PlanProblem, SoftWeights, get_optimizer
 from .optimizer.base import CandidateGeometry
 from .plan_config import HardLimitSpec, PlanSpec
@@ -88,6 +88,7 @@ def candidate_geometry(case: Case, candidates: Candidates) -> CandidateGeometry:
         np.array([n.direction for n in candidates.needles]).reshape(-1, 3),
         seed_depth,
         order,
+        candidates.seeds_mm,
     )
 
 
@@ -179,6 +180,9 @@ def evaluate(
         for name, mask in case.masks.items()
     }
     per = structure_metrics(case, structures, rx)
+    for name, wanted in spec.metrics.items():
+        for metric in wanted:
+            per[name][requested_metric_key(metric)] = requested_metric(metric, structures[name], rx)
     idx = conformity_indices(structures[case.target], structures[case.body], rx)
     d90 = per[case.target]["D90_gy"]
     goals = [
@@ -220,8 +224,9 @@ def plan_case(
     method: str | None = None,
     seed: int | None = None,
     cache_dir: Path | None = None,
+    progress: bool = False,
 ) -> Plan:
-    """Plan a case end to end on ``backend``."""
+    """Plan a case end to end on ``backend`` (``progress``: bars on a terminal)."""
     times: dict[str, float] = {}
     t = time.perf_counter()
     case = Case.from_spec(spec)
@@ -234,7 +239,7 @@ def plan_case(
     problem, cached = build_problem(spec, case, candidates, source, backend, cache_dir)
     times["dose_matrix"] = time.perf_counter() - t
     t = time.perf_counter()
-    optimizer = get_optimizer(method or spec.optimizer.method)
+    optimizer = get_optimizer(method or spec.optimizer.method, progress)
     result = optimizer.solve(
         problem, rng=spec.optimizer.seed if seed is None else seed, **spec.optimizer.options
     )

@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from seedopt.metrics import Structure, conformity_indices
+from seedopt.metrics import (
+    Structure,
+    conformity_indices,
+    parse_requested_metric,
+    requested_metric,
+    requested_metric_key,
+)
 
 
 def ten_voxels() -> Structure:
@@ -39,6 +45,27 @@ def test_volume_percent_mean_and_max() -> None:
     assert s.volume_at_dose_cc(95.0) == pytest.approx(0.1)
     assert s.mean_gy() == 55.0
     assert s.max_gy() == 100.0
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value"),
+    [
+        ("D80", "D80_gy", 30.0),  # 8 of 10 voxels receive >= 30 Gy
+        ("D0.3cc", "D0.3cc_gy", 80.0),  # the third-hottest 0.1 cc voxel
+        ("V120", "V120_pct", 50.0),  # prescription 50 Gy: >= 60 Gy in 5 of 10 voxels
+        ("V75Gy", "V75Gy_pct", 30.0),
+        ("V100%", "V100%_pct", 60.0),
+    ],
+)
+def test_requested_dx_and_vx_by_hand(name: str, key: str, value: float) -> None:
+    assert requested_metric(name, ten_voxels(), prescription_gy=50.0) == pytest.approx(value)
+    assert requested_metric_key(name) == key
+
+
+@pytest.mark.parametrize("name", ["X90", "D", "D90Gy", "V2cc", "D120", "d90", "V-5"])
+def test_unknown_metric_names_are_refused_with_the_accepted_forms(name: str) -> None:
+    with pytest.raises(ValueError, match="Dx / Vx metric|at most 100"):
+        parse_requested_metric(name)
 
 
 def test_partial_volume_weights_count_as_fractions_of_a_voxel() -> None:

@@ -7,7 +7,6 @@ import itertools
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,62 +22,17 @@ from seedopt.optimizer import (
     terms,
 )
 from seedopt.optimizer.anneal import needle_neighbours, terms_from_doses
-from seedopt.optimizer.base import CandidateGeometry
+from seedopt.optimizer.clinical import clinical_loading, clinical_ranking, farthest_point_order
 from seedopt.optimizer.milp import build_model, sample_rows
-from seedopt.optimizer.objective import dose, limit_value
+from seedopt.optimizer.objective import decisive_rows, dose, limit_value
+from seedopt.optimizer.synthetic import RECTUM_LIMITS, RX_GY, synthetic_problem
 
 from seedopt.errors import SeedoptError
 
-RX = 145.0
 FAST = {  # options that keep the contract test quick
     "anneal": {"iterations": 300},
     "hybrid": {"anneal_options": {"iterations": 300}},
 }
-
-
-def make_problem(
-    seed: int = 0,
-    hard: tuple[HardLimit, ...] = (),
-    n_target: int = 60,
-    n_oar: int = 24,
-    needles: int = 3,
-    per_needle: int = 4,
-    **caps: int,
-) -> PlanProblem:
-    """Target points in an ellipsoid, a rectum-like slab below it, seeds on parallel needles
-    (candidates numbered along each needle) and dose = 60 Gy cm^2 / (r^2 + 0.05 cm^2)."""
-    g = np.random.default_rng(seed)
-    angle = np.linspace(0.0, 2.0 * np.pi, needles, endpoint=False)
-    xy = 0.8 * np.c_[np.cos(angle), np.sin(angle)]
-    seeds = np.array([[x, y, z] for x, y in xy for z in np.linspace(-1.5, 1.5, per_needle)])
-    u = g.normal(size=(n_target, 3))
-    u /= np.linalg.norm(u, axis=1, keepdims=True)
-    target = u * g.random((n_target, 1)) ** (1 / 3) * np.array([1.4, 1.4, 1.9])
-    oar = np.c_[g.uniform(-1, 1, n_oar), g.uniform(-2.3, -1.9, n_oar), g.uniform(-2, 2, n_oar)]
-
-    def influence(points: np.ndarray) -> np.ndarray:
-        r2 = ((points[:, None, :] - seeds[None]) ** 2).sum(axis=-1)
-        return (60.0 / (r2 + 0.05)).astype(np.float32)
-
-    depth = 1.4 - np.linalg.norm(seeds / np.array([1.4, 1.4, 1.9]), axis=1) * 1.4  # approx., cm
-    geometry = CandidateGeometry(
-        needle_holes=[None] * needles,
-        needle_points_mm=10.0 * np.c_[xy, np.zeros(needles)],
-        needle_directions=np.tile([0.0, 0.0, 1.0], (needles, 1)),
-        seed_depth_mm=10.0 * depth,
-        seed_order=np.tile(np.arange(per_needle), needles),
-    )
-    return PlanProblem(
-        A_target=influence(target),
-        A_oar={"rectum": influence(oar)},
-        voxel_cc=0.05,
-        prescription_gy=RX,
-        hard=hard,
-        seed_needle=np.repeat(np.arange(needles), per_needle),
-        n_needles=needles,
-        geometry=geometry,
-        **caps,
-    )
 
 
 def all_loadings(m: int) -> np.ndarray:
@@ -96,13 +50,6 @@ def brute_force(problem: PlanProblem) -> tuple[np.ndarray, float]:
         f[t.n_needles > problem.max_needles] = np.inf
     k = int(np.argmin(f))
     return X[k], float(f[k])
-
-
-LIMITS = (
-    HardLimit("rectum", "Dmax", 80.0),  # binding: the unconstrained optimum gives 88 Gy
-    HardLimit("rectum", "D0.1cc", 80.0),
-    HardLimit("rectum", "Dmean", 65.0),
-)
 
 
 def check_contract(problem: PlanProblem, res: OptimizeResult, name: str) -> None:
@@ -153,7 +100,7 @@ def test_registry_lookup_default_and_register_decorator() -> None:
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_every_optimizer_keeps_the_result_contract(name: str) -> None:
-    problem = make_problem(1, LIMITS)
+    problem = synthetic_problem(1, RECTUM_LIMITS)
     res = get_optimizer(name).solve(problem, rng=3, **FAST.get(name, {}))
     check_contract(problem, res, name)
 
@@ -163,7 +110,7 @@ def test_every_optimizer_keeps_the_result_contract(name: str) -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_terms_from_doses_equals_objective_on_random_batches(seed: int) -> None:
-    problem = make_problem(seed, LIMITS + (HardLimit("rectum", "D1cc", 70.0),))
+    problem = synthetic_problem(seed, RECTUM_LIMITS + (HardLimit("rectum", "D1cc", 70.0),))
     g = np.random.default_rng(seed)
     X = g.random((40, problem.n_candidates)) < g.uniform(0.1, 0.9, (40, 1))
     exact = terms(problem, X)
@@ -191,7 +138,7 @@ def test_needle_neighbours_follow_each_needle() -> None:
 
 
 def test_best_so_far_never_rises_and_ends_at_the_exact_objective() -> None:
-    problem = make_problem(2, LIMITS)
+    problem = synthetic_problem(2, RECTUM_LIMITS)
     x0 = np.zeros(problem.n_candidates, dtype=bool)
     x0[::2] = True
     res = get_optimizer("anneal").solve(problem, rng=5, iterations=1500, x0=x0)
@@ -210,7 +157,7 @@ def test_best_so_far_never_rises_and_ends_at_the_exact_objective() -> None:
 @pytest.mark.parametrize("seed", [0, 3])
 def test_anneal_and_hybrid_reach_the_brute_force_optimum(seed: int) -> None:
     """Both reach the exact optimum over all 2^12 loadings (not merely within 2 %)."""
-    problem = make_problem(seed, LIMITS)
+    problem = synthetic_problem(seed, RECTUM_LIMITS)
     _, best = brute_force(problem)
     for name in ("anneal", "hybrid"):
         res = get_optimizer(name).solve(problem, rng=seed)
@@ -219,7 +166,7 @@ def test_anneal_and_hybrid_reach_the_brute_force_optimum(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", [0, 3])
 def test_milp_reaches_the_optimum_of_its_own_model(seed: int) -> None:
-    problem = make_problem(seed, LIMITS)
+    problem = synthetic_problem(seed, RECTUM_LIMITS)
     model = build_model(problem)
     model_values = [model.evaluate(x) for x in all_loadings(problem.n_candidates)]
     res = get_optimizer("milp").solve(problem, mip_rel_gap=0.0)
@@ -231,8 +178,35 @@ def test_milp_reaches_the_optimum_of_its_own_model(seed: int) -> None:
     assert res.fun == float(objective(problem, res.x))
 
 
+@pytest.mark.parametrize(
+    "limits",
+    [RECTUM_LIMITS, (HardLimit("rectum", "D0.1cc", 60.0),)],
+    ids=["dmax-dcc-dmean", "dcc-missed"],
+)
+def test_exact_milp_proves_the_brute_force_optimum(limits: tuple[HardLimit, ...]) -> None:
+    """The exact model's objective is ``objective`` itself: its proven optimum is the
+    brute-force optimum over all 2^12 loadings, including a Dcc limit that must be missed."""
+    problem = synthetic_problem(0, limits)
+    _, best = brute_force(problem)
+    res = get_optimizer("milp").solve(problem, formulation="exact", mip_rel_gap=0.0)
+    assert res.status == 0 and res.extra["formulation"] == "exact"
+    assert res.fun == pytest.approx(best, rel=1e-6)
+    assert res.extra["model_objective"] == pytest.approx(best, rel=1e-6)
+    assert res.bound <= best * (1 + 1e-6)
+
+
+def test_exact_milp_with_required_d90_is_infeasible_when_brute_force_says_so() -> None:
+    problem = synthetic_problem(0, (HardLimit("rectum", "Dmax", 60.0),))
+    problem = dataclasses.replace(problem, max_seeds=3)
+    assert not np.any(
+        terms(problem, all_loadings(12)[all_loadings(12).sum(1) <= 3]).d90_gy >= RX_GY
+    )
+    res = get_optimizer("milp").solve(problem, formulation="exact", require_d90=True)
+    assert res.status == 2 and "D90 >= 145 Gy" in res.message and "max_seeds=3" in res.message
+
+
 def test_lp_rounds_then_repairs_without_getting_worse() -> None:
-    problem = make_problem(0, LIMITS)
+    problem = synthetic_problem(0, RECTUM_LIMITS)
     res = get_optimizer("lp").solve(problem)
     assert res.status == 0
     assert res.fun <= res.extra["rounded_objective"]
@@ -243,7 +217,7 @@ def test_lp_rounds_then_repairs_without_getting_worse() -> None:
 
 
 def test_caps_are_kept_and_anneal_finds_the_capped_optimum() -> None:
-    problem = make_problem(0, LIMITS, max_seeds=4, max_needles=2)
+    problem = synthetic_problem(0, RECTUM_LIMITS, max_seeds=4, max_needles=2)
     _, best = brute_force(problem)
     for name in ("milp", "lp", "anneal", "hybrid"):
         res = get_optimizer(name).solve(problem, rng=0, **FAST.get(name, {}))
@@ -256,9 +230,9 @@ def test_caps_are_kept_and_anneal_finds_the_capped_optimum() -> None:
 
 
 def test_milp_keeps_binding_dmax_limits() -> None:
-    free = get_optimizer("milp").solve(make_problem(0))
-    assert dose(make_problem(0).A_oar["rectum"], free.x).max() > 80.0  # the limit binds
-    problem = make_problem(0, (HardLimit("rectum", "Dmax", 80.0),))
+    free = get_optimizer("milp").solve(synthetic_problem(0))
+    assert dose(synthetic_problem(0).A_oar["rectum"], free.x).max() > 80.0  # the limit binds
+    problem = synthetic_problem(0, (HardLimit("rectum", "Dmax", 80.0),))
     res = get_optimizer("milp").solve(problem)
     assert res.status == 0
     assert dose(problem.A_oar["rectum"], res.x).max() <= 80.0 * (1 + 1e-6)
@@ -271,7 +245,7 @@ def test_milp_keeps_binding_dmax_limits() -> None:
 def test_infeasible_dmax_limit() -> None:
     """No loading gives D90 >= Rx with Dmax(rectum) <= 60 Gy (checked by brute force)."""
     limit = HardLimit("rectum", "Dmax", 60.0)
-    problem = make_problem(0, (limit,))
+    problem = synthetic_problem(0, (limit,))
     X = all_loadings(problem.n_candidates)
     t_all = terms(problem, X)
     assert not np.any((t_all.shortfall_pct == 0) & (t_all.hard_excess_pct == 0))
@@ -293,11 +267,11 @@ def test_infeasible_dmax_limit() -> None:
 
 
 def test_milp_d90_requirement_holds_when_feasible() -> None:
-    problem = make_problem(0, (HardLimit("rectum", "Dmax", 80.0),))
+    problem = synthetic_problem(0, (HardLimit("rectum", "Dmax", 80.0),))
     res = get_optimizer("milp").solve(problem, require_d90=True)
     assert res.status == 0
     t = terms(problem, res.x)
-    assert t.d90_gy >= RX * (1 - 1e-6)
+    assert t.d90_gy >= RX_GY * (1 - 1e-6)
     value = limit_value(dose(problem.A_oar["rectum"], res.x), problem.hard[0], 0.05)
     assert value <= 80.0 * (1 + 1e-6)
 
@@ -307,7 +281,7 @@ def test_target_rows_are_subsampled_deterministically() -> None:
     assert rows.size <= 300 and rows[0] == 0 and rows[-1] == 999
     assert np.array_equal(rows, sample_rows(1000, 300))
     assert np.array_equal(sample_rows(50, 300), np.arange(50))
-    res = get_optimizer("milp").solve(make_problem(0, LIMITS), max_points=20)
+    res = get_optimizer("milp").solve(synthetic_problem(0, RECTUM_LIMITS), max_points=20)
     assert res.extra["n_target_rows"] <= 20 and res.status == 0
 
 
@@ -315,10 +289,9 @@ def test_target_rows_are_subsampled_deterministically() -> None:
 
 SCRIPT = """
 import json, sys
-sys.path.insert(0, {tests!r})
-from test_optimizers import LIMITS, make_problem
+from seedopt.optimizer.synthetic import RECTUM_LIMITS, synthetic_problem
 from seedopt.optimizer import get_optimizer
-p = make_problem(1, LIMITS, n_target=70, needles=4, per_needle=3)
+p = synthetic_problem(1, RECTUM_LIMITS, n_target=70, needles=4, per_needle=3)
 out = {{}}
 for name, opts in [("anneal", {{"iterations": 400}}),
                    ("hybrid", {{"anneal_options": {{"iterations": 400}}}})]:
@@ -328,7 +301,7 @@ print(json.dumps(out))
 
 
 def test_same_seed_same_plan_in_process_and_across_processes() -> None:
-    problem = make_problem(1, LIMITS, n_target=70, needles=4, per_needle=3)
+    problem = synthetic_problem(1, RECTUM_LIMITS, n_target=70, needles=4, per_needle=3)
     here = {}
     for name, opts in [
         ("anneal", {"iterations": 400}),
@@ -339,7 +312,7 @@ def test_same_seed_same_plan_in_process_and_across_processes() -> None:
         assert np.array_equal(a.x, b.x) and a.fun == b.fun, name
         assert np.array_equal(a.extra["trace"], b.extra["trace"]), name
         here[name] = a.x.tolist()
-    code = SCRIPT.format(tests=str(Path(__file__).parent))
+    code = SCRIPT.format()
     runs = [
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
@@ -348,3 +321,68 @@ def test_same_seed_same_plan_in_process_and_across_processes() -> None:
     ]
     outputs = [json.loads(r.stdout.strip().splitlines()[-1]) for r in runs]
     assert outputs[0] == outputs[1] == here
+
+
+# (h) speed-ups that must not change the objective ------------------------------------------
+
+
+def test_dropping_rows_that_cannot_exceed_a_limit_keeps_the_objective() -> None:
+    limits = (HardLimit("rectum", "Dmax", 110.0), HardLimit("rectum", "D0.1cc", 100.0))
+    problem = synthetic_problem(4, limits, n_oar=200, needles=3, per_needle=4)
+    reduced = decisive_rows(problem)
+    assert 2 <= reduced.A_oar["rectum"].shape[0] < 200  # most rows can never reach 100 Gy
+    X = all_loadings(problem.n_candidates)
+    # equal up to float32 rounding (BLAS sums a smaller matrix in another order)
+    assert np.allclose(objective(problem, X), objective(reduced, X), rtol=1e-5, atol=0)
+    assert terms(problem, X).hard_excess_pct.max() > 0  # the limits do bind somewhere
+    # a Dmean limit needs every row
+    assert decisive_rows(synthetic_problem(4, RECTUM_LIMITS)).A_oar["rectum"].shape[0] == 24
+
+
+# (i) the default method is never worse than its parts ---------------------------------------
+
+
+def test_hybrid_is_never_worse_than_anneal_or_lp_with_the_same_seed() -> None:
+    problem = synthetic_problem(2, RECTUM_LIMITS, n_target=100, needles=6, per_needle=4)
+    opts = {"iterations": 1500}
+    hybrid = get_optimizer("hybrid").solve(problem, rng=5, anneal_options=opts)
+    anneal = get_optimizer("anneal").solve(problem, rng=5, **opts)
+    lp = get_optimizer("lp").solve(problem)
+    assert hybrid.extra["cold_fun"] == anneal.fun  # the cold run is anneal's own run
+    assert hybrid.fun <= min(anneal.fun, lp.fun)
+    assert hybrid.fun == min(hybrid.extra["cold_fun"], hybrid.extra["warm_fun"])
+
+
+# (j) the clinical baseline ------------------------------------------------------------------
+
+
+def test_clinical_count_scaling_loads_the_fewest_ranked_seeds_that_reach_d90() -> None:
+    problem = synthetic_problem(0, RECTUM_LIMITS, needles=6, per_needle=6)
+    ranking = clinical_ranking(problem)
+    assert sorted(ranking.tolist()) == list(range(problem.n_candidates))
+    pattern = clinical_loading(problem)
+    assert set(ranking[: pattern.sum()].tolist()) == set(np.flatnonzero(pattern).tolist())
+
+    res = get_optimizer("clinical").solve(problem)
+    k = int(res.x.sum())
+    assert set(np.flatnonzero(res.x).tolist()) == set(ranking[:k].tolist())
+    d90 = lambda n: float(terms(problem, np.isin(np.arange(36), ranking[:n])).d90_gy)  # noqa: E731
+    assert d90(k) >= RX_GY > d90(k - 1)
+    assert "strength_scale" not in res.extra  # the config's strength is kept
+
+
+def test_clinical_strength_scaling_reaches_d90_exactly_with_the_pattern() -> None:
+    problem = synthetic_problem(0, RECTUM_LIMITS, needles=6, per_needle=6)
+    res = get_optimizer("clinical").solve(problem, scaling="strength")
+    assert np.array_equal(res.x, clinical_loading(problem))
+    scale = res.extra["strength_scale"]
+    d90 = float(terms(problem, res.x).d90_gy) * scale
+    assert d90 == pytest.approx(RX_GY, rel=1e-5)
+
+
+def test_farthest_point_order_spreads_every_prefix() -> None:
+    line = np.c_[np.arange(9.0), np.zeros(9), np.zeros(9)]
+    order = farthest_point_order(line)
+    assert order[0] == 4  # nearest the centroid
+    assert set(order[1:3].tolist()) == {0, 8}  # then the two ends
+    assert sorted(order.tolist()) == list(range(9))

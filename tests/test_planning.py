@@ -37,6 +37,7 @@ SMALL = {
         "size_mm": 40,
     },
     "optimizer": {"method": "anneal", "options": {"iterations": 800, "chains": 16}},
+    "metrics": {"GTV": ["D98", "V120"], "Cord": ["D1cc", "V10Gy"]},
 }
 
 
@@ -147,6 +148,17 @@ def test_metrics_json_and_dose_h5_agree_with_the_dose_engine(planned) -> None:
     d_sorted = np.sort(dose[gtv])[::-1]
     d90 = d_sorted[int(np.ceil(0.9 * d_sorted.size)) - 1]
     assert t["D90_gy"] == pytest.approx(d90, rel=1e-5)
+    # the Dx / Vx the config asks for, recomputed from dose.h5
+    d98 = d_sorted[int(np.ceil(0.98 * d_sorted.size)) - 1]
+    assert t["D98_gy"] == pytest.approx(d98, rel=1e-5)
+    assert t["V120_pct"] == pytest.approx(100 * np.mean(dose[gtv] >= 1.2 * 120), abs=1e-9)
+    with h5py.File(out / "dose.h5") as f:
+        cord = np.sort(dose[f["masks/Cord"][()]])[::-1]
+    voxel_cc = float(np.prod(spacing)) / 1000
+    assert m["structures"]["Cord"]["D1cc_gy"] == pytest.approx(
+        cord[int(np.ceil(1.0 / voxel_cc - 1e-9)) - 1], rel=1e-5
+    )
+    assert m["structures"]["Cord"]["V10Gy_pct"] == pytest.approx(100 * np.mean(cord >= 10.0))
 
 
 def test_replanning_reuses_the_cached_dose_matrix(tmp_path: Path) -> None:
@@ -185,6 +197,8 @@ def test_unreachable_goals_give_the_best_plan_and_exit_code_3(tmp_path: Path) ->
             r"goals\.hard\.0\.structure: no structure named 'Cord2' \(did you mean 'Cord'\?\)",
         ),
         ({"source": {"model": "6711"}}, r"source: .*exactly one of strength_u"),
+        ({"metrics": {"GTV": ["D98", "X5"]}}, r"metrics\.GTV\.1: 'X5' is not a Dx / Vx metric"),
+        ({"metrics": {"Cords": ["D1cc"]}}, r"metrics\.Cords: no structure named 'Cords'"),
         (
             {
                 "structures": {

@@ -1,0 +1,43 @@
+"""The planner on the built-in phantoms: where HiGHS proves the hard limits reachable together
+with D90 >= Rx, the default method's plan keeps every hard limit and reaches the D90 goal.
+
+The 300 cc trunk sarcoma is left to ``benchmarks/bench_plan.py`` (minutes per method on two
+cores); the other four built-in cases run here with the default optimizer options.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from seedopt.optimizer import get_optimizer, terms
+
+from seedopt.backend import cpu_backend
+from seedopt.candidates import build_candidates
+from seedopt.case import Case
+from seedopt.plan_config import load_plan_spec
+from seedopt.planning import build_problem
+
+
+@pytest.mark.parametrize("name", ["vertebral", "chest_wall", "head_neck", "cervical_node"])
+def test_default_method_keeps_the_hard_limits_milp_proves_reachable(
+    name: str, tmp_path: Path
+) -> None:
+    spec = load_plan_spec(str(resources.files("seedopt.configs").joinpath("cases", f"{name}.yaml")))
+    case = Case.from_spec(spec)
+    candidates = build_candidates(case, spec.approach)
+    problem, _ = build_problem(
+        spec, case, candidates, spec.source.build(), cpu_backend(), cache_dir=None
+    )
+    witness = get_optimizer("milp").solve(
+        problem, require_d90=True, max_points=300, time_limit_s=30.0
+    )
+    # a loading that meets every hard limit (exactly, on all rows) and D90 on its sample
+    assert witness.status in (0, 1), witness.message
+    assert float(terms(problem, witness.x).hard_excess_pct) == 0.0
+
+    plan = get_optimizer().solve(problem, rng=spec.optimizer.seed)
+    t = terms(problem, plan.x)
+    assert float(t.hard_excess_pct) == 0.0
+    assert float(t.d90_gy) >= spec.prescription_gy * (1 - 1e-6)
