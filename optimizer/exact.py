@@ -39,7 +39,7 @@ from scipy import sparse
 
 from .base import HardLimit, PlanProblem
 from .milp import HighsModel, place_block, sampled_target, stack_groups
-from .objective import W_COVERAGE, W_HARD
+from .objective import W_COVERAGE, W_HARD, hottest_points
 from .registry import to_host
 
 
@@ -117,8 +117,7 @@ def build_exact_model(
         if lim.metric == "Dmax":
             limits.append((lim, A_k, oe, None, 0))
             continue
-        n_k = to_host(p.A_oar[lim.structure]).shape[0]
-        q = min(n_k, max(1, math.ceil(float(lim.metric[1:-2]) / p.voxel_cc - 1e-9)))
+        q = hottest_points(lim, p.A_oar[lim.structure].shape[0], p.voxel_cc)
         ov = lay.add(A_k.shape[0], 0.0, 0, 1, True)
         limits.append((lim, A_k, oe, ov, q))
     nv = lay.size

@@ -38,7 +38,7 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from .base import OptimizeResult, PlanProblem
-from .objective import W_COVERAGE, W_HARD, objective
+from .objective import W_COVERAGE, W_HARD, hottest_points, objective
 from .registry import BaseOptimizer, register, to_host
 
 HOT_SCALE = 0.1
@@ -201,8 +201,7 @@ def build_model(
         A_k = to_host(p.A_oar[hard.structure]).astype(np.float64)
         q, cost = 1, 0.0
         if hard.metric not in ("Dmax", "Dmean"):
-            volume = float(hard.metric[1:-2])
-            q = min(A_k.shape[0], max(1, math.ceil(volume / p.voxel_cc - 1e-9)))
+            q = hottest_points(hard, A_k.shape[0], p.voxel_cc)
             cost = W_HARD * 100.0 / hard.limit_gy
         label = f"{hard.metric}({hard.structure}) <= {hard.limit_gy:g} Gy"
         limits.append(_Limit(label, hard.metric, A_k, float(hard.limit_gy), q, cost))

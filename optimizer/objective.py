@@ -35,17 +35,31 @@ def dose(A: Any, x: Any) -> Any:
 def dose_at_percent(d: Any, percent: float) -> Any:
     """D_x% of equal-volume points along the last axis (Gy)."""
     n = d.shape[-1]
-    k = max(1, math.ceil(n * percent / 100.0 - 1e-9))  # the k-th hottest point
+    return kth_hottest(d, max(1, math.ceil(n * percent / 100.0 - 1e-9)))
+
+
+def kth_hottest(d: Any, k: int) -> Any:
+    """The k-th highest dose along the last axis (Gy), k >= 1."""
     xp = array_module(d)
     return -xp.partition(-d, k - 1, axis=-1)[..., k - 1]
+
+
+def points_in_volume(volume_cc: float, voxel_cc: float, n: int) -> int:
+    """How many of ``n`` points of ``voxel_cc`` each first reach ``volume_cc`` (at least 1, at
+    most ``n``): D_v cc is the dose of that many-th hottest point."""
+    return min(n, max(1, math.ceil(volume_cc / voxel_cc - 1e-9)))
+
+
+def hottest_points(limit: HardLimit, n: int, voxel_cc: float) -> int:
+    """For a Dmax or D{v}cc limit on ``n`` points: the k whose k-th hottest dose it bounds."""
+    if limit.metric == "Dmax":
+        return 1
+    return points_in_volume(float(limit.metric[1:-2]), voxel_cc, n)  # "D0.1cc" -> 0.1
 
 
 def dose_at_volume(d: Any, volume_cc: float, voxel_cc: float) -> Any:
     """D_v cc of points of ``voxel_cc`` each (Gy); the coldest point if the structure is smaller."""
-    n = d.shape[-1]
-    k = min(n, max(1, math.ceil(volume_cc / voxel_cc - 1e-9)))
-    xp = array_module(d)
-    return -xp.partition(-d, k - 1, axis=-1)[..., k - 1]
+    return kth_hottest(d, points_in_volume(volume_cc, voxel_cc, d.shape[-1]))
 
 
 def limit_value(d: Any, limit: HardLimit, voxel_cc: float) -> Any:
@@ -54,8 +68,7 @@ def limit_value(d: Any, limit: HardLimit, voxel_cc: float) -> Any:
         return d.max(axis=-1)
     if limit.metric == "Dmean":
         return d.mean(axis=-1)
-    volume = float(limit.metric[1:-2])  # "D0.1cc" -> 0.1
-    return dose_at_volume(d, volume, voxel_cc)
+    return kth_hottest(d, hottest_points(limit, d.shape[-1], voxel_cc))
 
 
 @dataclass(frozen=True)
@@ -146,13 +159,7 @@ def decisive_rows(problem: PlanProblem) -> PlanProblem:
         if any(lim.metric == "Dmean" for lim in limits):
             continue
         A = problem.A_oar[name]
-        n = A.shape[0]
-        need = max(
-            1
-            if lim.metric == "Dmax"
-            else min(n, math.ceil(float(lim.metric[1:-2]) / problem.voxel_cc - 1e-9))
-            for lim in limits
-        )
+        need = max(hottest_points(lim, A.shape[0], problem.voxel_cc) for lim in limits)
         full = A.astype(xp.float64).sum(axis=1)
         rows = xp.flatnonzero(full > min(lim.limit_gy for lim in limits))
         if rows.size < need:
