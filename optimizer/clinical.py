@@ -122,25 +122,31 @@ def clinical_ranking(
     return np.concatenate(ranked)
 
 
-def shortest_prefix_reaching(problem: PlanProblem, ranking: np.ndarray) -> int:
-    """The fewest leading seeds of ``ranking`` whose target D90 >= prescription (bisection on
-    cumulative doses); ``len(ranking)`` if even all of them fall short."""
-    A = np.asarray(problem.A_target, dtype=np.float64)
-    rx = problem.prescription_gy * (1 - 1e-9)
-    lo, hi = 1, len(ranking)
+def shortest_prefix_reaching(problem: PlanProblem, ranking: np.ndarray) -> tuple[int, int]:
+    """The fewest leading seeds of ``ranking`` whose target D90 >= prescription (bisection;
+    ``len(ranking)`` if even all of them fall short), and how many doses it evaluated. D90 is
+    ``objective``'s own, from ``dose`` (no copy of the influence matrix)."""
+    m = problem.n_candidates
+    evaluations = 0
 
     def reaches(k: int) -> bool:
-        return bool(dose_at_percent(A[:, ranking[:k]].sum(axis=1), 90.0) >= rx)
+        nonlocal evaluations
+        evaluations += 1
+        x = np.zeros(m, dtype=bool)
+        x[ranking[:k]] = True
+        d90 = dose_at_percent(dose(problem.A_target, x), 90.0)
+        return bool(d90 >= problem.prescription_gy * (1 - 1e-9))
 
+    lo, hi = 1, len(ranking)
     if not reaches(hi):
-        return hi
+        return hi, evaluations
     while lo < hi:
         mid = (lo + hi) // 2
         if reaches(mid):
             hi = mid
         else:
             lo = mid + 1
-    return lo
+    return lo, evaluations
 
 
 @register("clinical")
@@ -175,7 +181,7 @@ class ClinicalBaseline(BaseOptimizer):
         }
         if scaling == "count":
             ranking = clinical_ranking(problem, **geometry)
-            k = shortest_prefix_reaching(problem, ranking)
+            k, evaluations = shortest_prefix_reaching(problem, ranking)
             x = np.zeros(problem.n_candidates, dtype=bool)
             x[ranking[:k]] = True
             return OptimizeResult(
@@ -185,7 +191,7 @@ class ClinicalBaseline(BaseOptimizer):
                 0,
                 f"clinical pattern, count scaled: the first {k} of {ranking.size} ranked seeds",
                 1,
-                max(1, int(np.ceil(np.log2(max(ranking.size, 2))))) + 1,
+                evaluations + 1,
                 self.name,
                 time.perf_counter() - t0,
             )
