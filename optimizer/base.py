@@ -8,7 +8,7 @@ Problem (all doses in Gy, from the dose-influence matrix of the candidate seeds)
 * hard limits: ``HardLimit(structure, metric, limit_gy)`` with metric "Dmax", "D0.1cc",
   "D1cc", "D2cc" or "Dmean" on ``A_oar[structure]`` rows (each row ``voxel_cc``);
 * soft goals, weighted: V150 and V200 of the target (percent), number of seeds, number of
-  needles.
+  needles, and each hard-limited organ metric above a fraction of its limit (ALARA).
 
 ``objective(problem, x)`` defines the exact scalar every optimizer is compared on (lower is
 better); see its docstring.
@@ -33,12 +33,27 @@ class HardLimit:
 
 @dataclass(frozen=True)
 class SoftWeights:
-    """Weights of the soft goals in the objective (per unit named)."""
+    """Weights of the soft goals in the objective (per unit named).
+
+    ``organ_per_pct`` prices each hard-limited metric (D0.1cc, D2cc, ...) per percent of its
+    limit above ``organ_floor`` x the limit: organ dose kept as low as reasonably achievable,
+    but below ``organ_floor`` x limit it no longer costs anything.
+    """
 
     v150_per_pct: float = 0.02
     v200_per_pct: float = 0.05
     per_seed: float = 0.05
     per_needle: float = 0.1
+    organ_per_pct: float = 0.05
+    organ_floor: float = 0.5
+
+    def organ_floor_gy(self, limit_gy: float) -> float:
+        """Dose (Gy) above which a limited metric costs ``organ_per_pct`` per percent."""
+        return self.organ_floor * limit_gy
+
+    def lowest_priced_gy(self, limit_gy: float) -> float:
+        """Dose (Gy) below which a limited metric costs nothing in the objective."""
+        return self.organ_floor_gy(limit_gy) if self.organ_per_pct > 0 else limit_gy
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ with k90 = ceil(0.9 n) (``dose_at_percent``'s k-th hottest point):
 variables
     x_j, y_n in {0, 1} as in ``milp``; s in [0, 100] the D90 shortfall in % of Rx;
     z_i in {0, 1} point i may be below the D90 level; w150_i, w200_i in {0, 1} point i counted
-    in V150 / V200; per hard limit e >= 0 its excess in % of the limit L, and for a D{v}cc
-    limit v_i in {0, 1} "point i may exceed L (1 + e / 100)".
+    in V150 / V200; per hard limit e >= 0 its excess in % of the limit L, o >= 0 its organ
+    term (% of L above the floor F = organ_floor L), and for a D{v}cc limit v_i in {0, 1}
+    "point i may exceed L (1 + e / 100) and F + L o / 100" (one set of hot points serves
+    both levels: leaving out the q - 1 hottest minimises both at once).
 D90
     A_t,i x + (Rx / 100) s + Rx z_i >= Rx, sum z <= n - k90: at least k90 points reach
     Rx (1 - s / 100), i.e. s >= the shortfall of ``objective`` (equal at the optimum).
@@ -16,13 +18,14 @@ V150 / V200 (big-M, M_i = the dose of point i with every candidate loaded)
     A_t,i x - M_i w_i <= 1.5 Rx (2 Rx): a point above the level must be counted. A point
     exactly at the level may go uncounted, so the model is <= ``objective``: its optimum
     is a lower bound of the exact optimum (equal but for ties at the levels).
-hard limits, rows with M_k,i <= L dropped (they cannot exceed the limit)
+hard limits, rows with M_k,i <= F dropped (they cannot cost anything); for each level
+(L, e) and (F, o):
     Dmax: A_k,i x - (L / 100) e <= L; Dmean: mean(A_k) x - (L / 100) e <= L;
-    D{v}cc, q = ceil(v / voxel_cc): A_k,i x - (L / 100) e - M_k,i v_i <= L, sum v <= q - 1
-    (the q-th hottest point is at most L (1 + e / 100)).
+    D{v}cc, q = ceil(v / voxel_cc): A_k,i x - (L / 100) e - (M_k,i - L)+ v_i <= L,
+    sum v <= q - 1 (the q-th hottest point is at most L (1 + e / 100)).
 objective
-    W_COVERAGE s + W_HARD sum e + (100 / n)(w150 sum w150 + w200 sum w200)
-    + per_seed sum x + per_needle sum y       (= ``objective`` term by term).
+    W_COVERAGE s + W_HARD sum e + organ_per_pct sum o + (100 / n)(w150 sum w150 + w200 sum
+    w200) + per_seed sum x + per_needle sum y       (= ``objective`` term by term).
 
 Binaries grow with the rows, and big-M relaxations are weak: HiGHS proves optimality on small
 problems (tens of candidates, hundreds of points) and gives a bound with a gap on larger ones.
@@ -106,20 +109,23 @@ def build_exact_model(
     for level, weight in ((1.5, s.v150_per_pct), (2.0, s.v200_per_pct)):
         reach = np.flatnonzero(full > level * rx)  # the others never reach the level
         hot[level] = (reach, lay.add(reach.size, weight * 100.0 / n, 0, 1, True))
-    limits: list[tuple[HardLimit, np.ndarray, int, int | None, int]] = []
+    limits: list[tuple[HardLimit, np.ndarray, list[tuple[float, int]], int | None, int]] = []
     for lim in p.hard:
+        L = float(lim.limit_gy)
+        levels = [(L, lay.add(1, W_HARD, 0, np.inf, False))]  # (level Gy, its % variable)
+        if s.organ_per_pct > 0:
+            levels.append((s.organ_floor_gy(L), lay.add(1, s.organ_per_pct, 0, np.inf, False)))
         A_k = to_host(p.A_oar[lim.structure]).astype(np.float64)
-        oe = lay.add(1, W_HARD, 0, np.inf, False)
         if lim.metric == "Dmean":
-            limits.append((lim, A_k.mean(axis=0)[None], oe, None, 0))
+            limits.append((lim, A_k.mean(axis=0)[None], levels, None, 0))
             continue
-        A_k = A_k[A_k.sum(axis=1) > lim.limit_gy]
+        A_k = A_k[A_k.sum(axis=1) > min(level for level, _ in levels)]
         if lim.metric == "Dmax":
-            limits.append((lim, A_k, oe, None, 0))
+            limits.append((lim, A_k, levels, None, 0))
             continue
         q = hottest_points(lim, p.A_oar[lim.structure].shape[0], p.voxel_cc)
         ov = lay.add(A_k.shape[0], 0.0, 0, 1, True)
-        limits.append((lim, A_k, oe, ov, q))
+        limits.append((lim, A_k, levels, ov, q))
     nv = lay.size
 
     link = sparse.csr_array((-np.ones(m), (np.arange(m), needle)), shape=(m, p.n_needles))
@@ -154,19 +160,22 @@ def build_exact_model(
                 shape=(i.size, nv),
             )
             groups.append((cut, -np.inf, 0.0))
-    for lim, A_k, oe, v_at, q in limits:
+    for lim, A_k, levels, v_at, q in limits:
         if not A_k.shape[0]:
             continue
         L = float(lim.limit_gy)
-        block = place_block(A_k, ox, nv) - place_block(
-            np.full((A_k.shape[0], 1), L / 100.0), oe, nv
-        )
         if v_at is not None:
-            block = block - place_block(_diag(A_k.sum(axis=1) - L), v_at, nv)
             groups.append(
                 (place_block(np.ones((1, A_k.shape[0])), v_at, nv), -np.inf, float(q - 1))
             )
-        groups.append((block, -np.inf, L))
+        for level, o_pct in levels:
+            block = place_block(A_k, ox, nv) - place_block(
+                np.full((A_k.shape[0], 1), L / 100.0), o_pct, nv
+            )
+            if v_at is not None:  # a point allowed above the level is one of the q - 1
+                big_m = np.maximum(A_k.sum(axis=1) - level, 0.0)
+                block = block - place_block(_diag(big_m), v_at, nv)
+            groups.append((block, -np.inf, level))
     if p.max_seeds is not None:
         groups.append((place_block(np.ones((1, m)), ox, nv), -np.inf, float(p.max_seeds)))
     if p.max_needles is not None:

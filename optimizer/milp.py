@@ -13,6 +13,9 @@ hard limits on the OAR rows ``A_k`` (all rows, limit L)
         points (CVaR, Rockafellar-Uryasev: t free, s_i >= 0, s_i >= A_k,i x - t,
         t + sum(s) / q - e <= L). That mean is >= the q-th hottest dose, so e >= the true
         excess in Gy: the surrogate over-estimates, never hides, a Dcc violation.
+organ term (``organ_per_pct`` > 0), per limit with floor F = organ_floor L: o >= 0 with
+    Dmax: A_k,i x - o <= F; Dmean: mean_i(A_k,i) x - o <= F; D{v}cc: t + sum(s) / q - o <= F
+    (the same t, s: both slacks fall with the CVaR, so one minimiser serves both).
 caps
     sum x <= max_seeds, sum y <= max_needles when set.
 optional (``require_d90``)
@@ -23,6 +26,7 @@ objective (same units as ``objective``)
     + v200_per_pct * 100 / (n HOT_SCALE Rx) * sum h   (a point HOT_SCALE Rx above 2 Rx costs
                                                       what one point costs in V200)
     + sum over Dcc limits of W_HARD * 100 / L * e     (% excess, weighted like objective)
+    + sum over limits of organ_per_pct * 100 / L * o  (% of L above F, like objective)
     + per_seed * sum x + per_needle * sum y.
 """
 
@@ -85,6 +89,20 @@ class _Limit:
     limit_gy: float
     q: int  # hottest points whose mean bounds a Dcc (1 for the others)
     cost: float  # per Gy of CVaR excess (Dcc only)
+    floor_gy: float  # the organ term's floor F
+    organ_cost: float  # per Gy of the metric (CVaR for Dcc) above F; 0: no organ term
+
+    def organ_value(self, d: np.ndarray) -> float:
+        """The model's organ term of the doses ``d`` at the rows (objective units)."""
+        if not self.organ_cost:
+            return 0.0
+        if self.metric == "Dmax":
+            value = d.max()
+        elif self.metric == "Dmean":
+            value = d.mean()
+        else:
+            value = np.sort(d)[::-1][: self.q].mean()
+        return self.organ_cost * max(0.0, float(value) - self.floor_gy)
 
 
 @dataclass(frozen=True)
@@ -180,6 +198,7 @@ class LinearModel(HighsModel):
             if lim.cost:
                 cvar = np.sort(d)[::-1][: lim.q].mean()
                 value += lim.cost * max(0.0, cvar - lim.limit_gy)
+            value += lim.organ_value(d)
         return float(value)
 
 
@@ -204,16 +223,23 @@ def build_model(
             q = hottest_points(hard, A_k.shape[0], p.voxel_cc)
             cost = W_HARD * 100.0 / hard.limit_gy
         label = f"{hard.metric}({hard.structure}) <= {hard.limit_gy:g} Gy"
-        limits.append(_Limit(label, hard.metric, A_k, float(hard.limit_gy), q, cost))
+        L = float(hard.limit_gy)
+        organ_cost = s.organ_per_pct * 100.0 / L
+        limits.append(_Limit(label, hard.metric, A_k, L, q, cost, s.organ_floor_gy(L), organ_cost))
 
-    # variable layout: x | y | u | h | per Dcc limit: t, s (n_k), e | z (require_d90)
+    # variable layout: x | y | u | h | per Dcc limit: t, s (n_k), e | per limit with an
+    # organ term: o | z (require_d90)
     ox, oy, ou, oh = 0, m, m + n_nd, m + n_nd + n
     n_vars = oh + n
-    dcc_at = {}
+    dcc_at, organ_at = {}, {}
     for i, lim in enumerate(limits):
         if lim.cost:
             dcc_at[i] = n_vars
             n_vars += 1 + lim.A.shape[0] + 1
+    for i, lim in enumerate(limits):
+        if lim.organ_cost:
+            organ_at[i] = n_vars
+            n_vars += 1
     oz = n_vars
     if require_d90:
         n_vars += n
@@ -243,12 +269,13 @@ def build_model(
         (place_block(A_t, ox, n_vars) - place_block(eye_n, oh, n_vars), -np.inf, 2.0 * rx),
     ]
     for i, lim in enumerate(limits):
-        if lim.metric == "Dmax":
-            groups.append((place_block(lim.A, ox, n_vars), -np.inf, lim.limit_gy))
-        elif lim.metric == "Dmean":
-            groups.append(
-                (place_block(lim.A.mean(axis=0)[None], ox, n_vars), -np.inf, lim.limit_gy)
-            )
+        if lim.metric in ("Dmax", "Dmean"):
+            rows_k = lim.A if lim.metric == "Dmax" else lim.A.mean(axis=0)[None]
+            groups.append((place_block(rows_k, ox, n_vars), -np.inf, lim.limit_gy))
+            if i in organ_at:
+                c[organ_at[i]] = lim.organ_cost
+                slack = place_block(np.ones((rows_k.shape[0], 1)), organ_at[i], n_vars)
+                groups.append((place_block(rows_k, ox, n_vars) - slack, -np.inf, lim.floor_gy))
         else:
             ot = dcc_at[i]
             nk = lim.A.shape[0]
@@ -263,6 +290,12 @@ def build_model(
             groups.append((hot, -np.inf, 0.0))
             cvar = np.concatenate([[1.0], np.full(nk, 1.0 / lim.q), [-1.0]])[None]
             groups.append((place_block(cvar, ot, n_vars), -np.inf, lim.limit_gy))
+            if i in organ_at:
+                c[organ_at[i]] = lim.organ_cost
+                floor_row = place_block(cvar[:, :-1], ot, n_vars) - place_block(
+                    np.ones((1, 1)), organ_at[i], n_vars
+                )
+                groups.append((floor_row, -np.inf, lim.floor_gy))
     if p.max_seeds is not None:
         groups.append((place_block(np.ones((1, m)), ox, n_vars), -np.inf, float(p.max_seeds)))
     if p.max_needles is not None:

@@ -2,8 +2,10 @@
 
     f(x) = W_COVERAGE * shortfall% + W_HARD * sum(excess% of each hard limit)
            + w150 * V150 + w200 * V200 + w_seed * seeds + w_needle * needles
+           + w_organ * sum(organ% of each hard limit)
 
-shortfall% = 100 * max(0, Rx - D90) / Rx; excess% = 100 * max(0, value - limit) / limit.
+shortfall% = 100 * max(0, Rx - D90) / Rx; excess% = 100 * max(0, value - limit) / limit;
+organ% = 100 * max(0, value - floor * limit) / limit (``SoftWeights.organ_floor``).
 D90 and Dcc follow ``seedopt.metrics`` (hottest-first, the point where the cumulative volume
 first reaches the asked volume); ``x`` may be a batch (k, m) of loadings (one row per chain).
 """
@@ -78,6 +80,7 @@ class Terms:
     d90_gy: Any
     shortfall_pct: Any
     hard_excess_pct: Any  # summed over limits
+    organ_pct: Any  # summed over limits: % of each limit above its organ floor
     v150_pct: Any
     v200_pct: Any
     n_seeds: Any
@@ -103,11 +106,14 @@ def terms_from_doses(
     shortfall = 100.0 * xp.maximum(0.0, rx - d90) / rx
     v150 = 100.0 * (d_target >= 1.5 * rx).mean(axis=-1)
     v200 = 100.0 * (d_target >= 2.0 * rx).mean(axis=-1)
+    s = problem.soft
     excess = xp.zeros_like(d90)
+    organ = xp.zeros_like(d90)
     for lim in problem.hard:
         value = limit_value(d_oar[lim.structure], lim, problem.voxel_cc)
         excess = excess + 100.0 * xp.maximum(0.0, value - lim.limit_gy) / lim.limit_gy
-    s = problem.soft
+        floor = s.organ_floor_gy(lim.limit_gy)
+        organ = organ + 100.0 * xp.maximum(0.0, value - floor) / lim.limit_gy
     total = (
         W_COVERAGE * shortfall
         + W_HARD * excess
@@ -115,8 +121,9 @@ def terms_from_doses(
         + s.v200_per_pct * v200
         + s.per_seed * n_seeds
         + s.per_needle * n_needles
+        + s.organ_per_pct * organ
     )
-    return Terms(d90, shortfall, excess, v150, v200, n_seeds, n_needles, total)
+    return Terms(d90, shortfall, excess, organ, v150, v200, n_seeds, n_needles, total)
 
 
 def terms(problem: PlanProblem, x: Any) -> Terms:
@@ -145,12 +152,13 @@ def objective(problem: PlanProblem, x: Any) -> Any:
 def decisive_rows(problem: PlanProblem) -> PlanProblem:
     """The same problem with the organ rows that can never decide a hard limit removed.
 
-    A row whose dose with every candidate loaded stays at or below the lowest limit on its
-    structure never exceeds a limit; the hottest rows are kept so that at least as many rows
-    remain as the largest D{v}cc counts. Then every limit's excess, and so ``objective``, is
-    unchanged for every loading: if the true value exceeds the limit, all the rows above it
-    are kept; if not, the kept rows' value is no higher. Structures with a Dmean limit keep
-    every row.
+    A row whose dose with every candidate loaded stays at or below the lowest priced dose on
+    its structure (``SoftWeights.lowest_priced_gy``: the organ floor, or the limit when organ
+    dose is not priced) never costs anything; the hottest rows are kept so that at least as
+    many rows remain as the largest D{v}cc counts. Then every limit's excess and organ term,
+    and so ``objective``, is unchanged for every loading: if the true value is above that
+    dose, all the rows above it are kept; if not, the kept rows' value is no higher.
+    Structures with a Dmean limit keep every row.
     """
     xp = array_module(problem.A_target)
     kept = dict(problem.A_oar)
@@ -161,7 +169,8 @@ def decisive_rows(problem: PlanProblem) -> PlanProblem:
         A = problem.A_oar[name]
         need = max(hottest_points(lim, A.shape[0], problem.voxel_cc) for lim in limits)
         full = A.astype(xp.float64).sum(axis=1)
-        rows = xp.flatnonzero(full > min(lim.limit_gy for lim in limits))
+        priced = min(problem.soft.lowest_priced_gy(lim.limit_gy) for lim in limits)
+        rows = xp.flatnonzero(full > priced)
         if rows.size < need:
             rows = xp.sort(xp.argsort(-full)[:need])
         kept[name] = A[rows]

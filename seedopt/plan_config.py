@@ -61,6 +61,10 @@ class WeightsSpec(_Strict):
     v200_per_pct: NonNegativeFloat = 0.05
     per_seed: NonNegativeFloat = 0.05
     per_needle: NonNegativeFloat = 0.1
+    organ_per_pct: NonNegativeFloat = Field(
+        default=0.05, description="per % of a hard limit its metric lies above organ_floor x limit"
+    )
+    organ_floor: float = Field(default=0.5, ge=0.0, le=1.0, description="fraction of the limit")
 
 
 class GoalsSpec(_Strict):

@@ -127,7 +127,7 @@ def build_problem(
         hard=tuple(HardLimit(lim.structure, lim.metric, lim.max_gy) for lim in limits),
         seed_needle=candidates.seed_needle,
         n_needles=candidates.n_needles,
-        soft=SoftWeights(w.v150_per_pct, w.v200_per_pct, w.per_seed, w.per_needle),
+        soft=SoftWeights(**w.model_dump()),
         max_seeds=spec.goals.max_seeds,
         max_needles=spec.goals.max_needles,
         geometry=candidate_geometry(case, candidates),

@@ -197,6 +197,10 @@ def test_unreachable_goals_give_the_best_plan_and_exit_code_3(tmp_path: Path) ->
             r"goals\.hard\.0\.structure: no structure named 'Cord2' \(did you mean 'Cord'\?\)",
         ),
         ({"source": {"model": "6711"}}, r"source: .*exactly one of strength_u"),
+        (
+            {"goals": {"weights": {"organ_floor": 1.5}}},
+            r"goals\.weights\.organ_floor: Input should be less than or equal to 1",
+        ),
         ({"metrics": {"GTV": ["D98", "X5"]}}, r"metrics\.GTV\.1: 'X5' is not a Dx / Vx metric"),
         ({"metrics": {"Cords": ["D1cc"]}}, r"metrics\.Cords: no structure named 'Cords'"),
         (
