@@ -11,6 +11,12 @@ or two columns of the influence matrices. The exact objective of every proposed 
 from those doses (``terms_from_doses``, the formula of ``objective.terms``) on the organ rows
 that can decide a limit (``objective.decisive_rows``); acceptance is Metropolis with a
 geometric temperature schedule ``t0 -> t_end``, and each chain keeps its best state.
+
+The whole state (loadings, needle counts, doses, the random draws of each step, the trace)
+lives in the array module of the influence matrices: with CuPy matrices the loop runs on the
+GPU and only the best loading, the chains' best values and the trace come back at the end.
+The random stream is the module's ``RandomState`` seeded from ``rng``: the same seed gives
+the same plan on the same backend (NumPy and CuPy streams differ).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from seedopt.backend import array_module
+from seedopt.backend import array_module, free_bytes
+from seedopt.errors import SeedoptError
 
 from .base import OptimizeResult, PlanProblem
 from .objective import decisive_rows, objective, terms_from_doses
@@ -38,6 +45,15 @@ def needle_neighbours(seed_needle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     prev[order[1:][same]] = order[:-1][same]
     nxt[order[:-1][same]] = order[1:][same]
     return prev, nxt
+
+
+def state_nbytes(problem: PlanProblem, chains: int) -> int:
+    """Working memory of ``anneal`` on ``problem`` (bytes; after ``decisive_rows``): a
+    transposed copy of the matrices, and per chain about eight float64 dose vectors (current,
+    proposed, the partition's copy and temporaries) and four (m,) loading arrays."""
+    rows = problem.A_target.shape[0] + sum(a.shape[0] for a in problem.A_oar.values())
+    matrix = problem.A_target.nbytes + sum(a.nbytes for a in problem.A_oar.values())
+    return int(matrix + chains * (8 * 8 * rows + 4 * 8 * problem.n_candidates))
 
 
 @register("anneal")
@@ -79,12 +95,22 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         rejected unless it does not increase that count.
         """
         start = time.perf_counter()
-        gen = np.random.default_rng(rng)
         p = decisive_rows(problem)
         xp = array_module(p.A_target)
         m = p.n_candidates
-        needle = np.asarray(to_host(p.seed_needle), dtype=np.int64)
-        prev, next_ = needle_neighbours(needle)
+        need, free = state_nbytes(p, chains), free_bytes(xp)
+        if need > free:
+            raise SeedoptError(
+                f"annealing {chains} chains needs about {need / 2**30:.2f} GiB but "
+                f"{free / 2**30:.2f} GiB is free on the {'CPU' if xp is np else 'GPU'}; "
+                "use fewer chains (optimizer.options.chains), fewer points or another device"
+            )
+        # one integer from the caller's stream seeds the array module's generator, so the
+        # whole state (loadings, counts, doses, random draws) stays on the device
+        rs = xp.random.RandomState(int(np.random.default_rng(rng).integers(2**32)))
+        needle_h = np.asarray(to_host(p.seed_needle), dtype=np.int64)
+        needle = xp.asarray(needle_h)
+        prev, next_ = (xp.asarray(a) for a in needle_neighbours(needle_h))
         cap_seeds = math.inf if p.max_seeds is None else p.max_seeds
         cap_needles = math.inf if p.max_needles is None else p.max_needles
 
@@ -92,99 +118,93 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         structures = sorted({lim.structure for lim in p.hard})
         cols_o = {s: xp.ascontiguousarray(p.A_oar[s].T) for s in structures}
 
-        # loadings and needle counts live on the host; doses and objective values on xp
         start_x = np.zeros(m, dtype=bool) if x0 is None else np.asarray(to_host(x0), bool)
         if start_x.shape != (m,):
             raise ValueError(f"x0 has shape {start_x.shape}; expected ({m},)")
-        X = np.repeat(start_x[None], chains, axis=0)
-        Xf = xp.asarray(X, dtype=xp.float64)
-        d_t = Xf @ cols_t.astype(xp.float64)
-        d_o = {s: Xf @ cols_o[s].astype(xp.float64) for s in structures}
-        count = np.repeat(np.bincount(needle[start_x], minlength=p.n_needles)[None], chains, 0)
+        X = xp.asarray(np.repeat(start_x[None], chains, axis=0))
+        # start doses from one matrix product in the matrix's precision, then float64 for
+        # the incremental updates (no float64 copy of the matrix)
+        d_t = (X.astype(cols_t.dtype) @ cols_t).astype(xp.float64)
+        d_o = {s: (X.astype(cols_o[s].dtype) @ cols_o[s]).astype(xp.float64) for s in structures}
+        count = xp.asarray(
+            np.repeat(np.bincount(needle_h[start_x], minlength=p.n_needles)[None], chains, 0)
+        )
         n_seeds = X.sum(axis=1)
         n_needles = (count > 0).sum(axis=1)
-        f = terms_from_doses(p, d_t, d_o, xp.asarray(n_seeds), xp.asarray(n_needles)).total
+        f = terms_from_doses(p, d_t, d_o, n_seeds, n_needles).total
         best_f, best_X = f.copy(), X.copy()
-        trace = np.empty(iterations + 1)
-        trace[0] = float(best_f.min())
-        temps = t0 * (t_end / t0) ** (np.arange(iterations) / max(iterations - 1, 1))
-        rows = np.arange(chains)
+        trace = xp.empty(iterations + 1)
+        trace[0] = best_f.min()
+        temps = xp.asarray(t0 * (t_end / t0) ** (np.arange(iterations) / max(iterations - 1, 1)))
+        rows = xp.arange(chains)
 
         bar = self.progress_bar(iterations, "anneal" if x0 is None else "anneal (warm start)")
         for it in range(iterations):
             if it % 100 == 0:
                 bar.update(min(100, iterations - it))
-            flip = gen.integers(m, size=chains)
-            kind = gen.random(chains)
-            keys = gen.random((chains, m))
-            free_keys = gen.random((chains, m))
-            forward = gen.random(chains) < 0.5
-            accept_u = xp.asarray(gen.random(chains))
-
-            keys[~X] = -1.0
-            pick = keys.argmax(axis=1)  # a random loaded seed (any seed if none is loaded)
-            free_keys[X | (count[:, needle] == 0)] = -1.0
-            gather = free_keys.argmax(axis=1)  # a random free candidate on a used needle
+            u = rs.random_sample((chains, 2 * m + 4))  # every draw of this step at once
+            flip = xp.minimum((u[:, 0] * m).astype(xp.int64), m - 1)
+            kind, forward, accept_u = u[:, 1], u[:, 2] < 0.5, u[:, 3]
+            # a random loaded seed (any seed if none is loaded)
+            pick = xp.where(X, u[:, 4 : 4 + m], -1.0).argmax(axis=1)
+            # a random free candidate on a used needle
+            free_keys = xp.where(X | (count[:, needle] == 0), -1.0, u[:, 4 + m :])
+            gather = free_keys.argmax(axis=1)
             swap = (kind >= p_shift) & (kind < p_shift + p_swap)
-            dest = np.where(
+            dest = xp.where(
                 swap,
-                np.where(free_keys[rows, gather] >= 0, gather, -1),
-                np.where(forward, next_[pick], prev[pick]),
+                xp.where(free_keys[rows, gather] >= 0, gather, -1),
+                xp.where(forward, next_[pick], prev[pick]),
             )
-            free_dest = (dest >= 0) & ~X[rows, np.maximum(dest, 0)]
+            free_dest = (dest >= 0) & ~X[rows, xp.maximum(dest, 0)]
             shift = (kind < p_shift + p_swap) & X.any(axis=1) & free_dest
             flipped_on = X[rows, flip]
-            rem = np.where(shift, pick, np.where(flipped_on, flip, -1))
-            add = np.where(shift, dest, np.where(flipped_on, -1, flip))
+            rem = xp.where(shift, pick, xp.where(flipped_on, flip, -1))
+            add = xp.where(shift, dest, xp.where(flipped_on, -1, flip))
             w_rem, w_add = rem >= 0, add >= 0
-            i_rem, i_add = np.maximum(rem, 0), np.maximum(add, 0)
+            i_rem, i_add = xp.maximum(rem, 0), xp.maximum(add, 0)
 
-            sign_rem = xp.asarray(w_rem[:, None], dtype=xp.float64)
-            sign_add = xp.asarray(w_add[:, None], dtype=xp.float64)
-            g_rem, g_add = xp.asarray(i_rem), xp.asarray(i_add)
-            new_t = d_t + sign_add * cols_t[g_add] - sign_rem * cols_t[g_rem]
+            sign_rem = w_rem[:, None].astype(xp.float64)
+            sign_add = w_add[:, None].astype(xp.float64)
+            new_t = d_t + sign_add * cols_t[i_add] - sign_rem * cols_t[i_rem]
             new_o = {
-                s: d_o[s] + sign_add * cols_o[s][g_add] - sign_rem * cols_o[s][g_rem]
+                s: d_o[s] + sign_add * cols_o[s][i_add] - sign_rem * cols_o[s][i_rem]
                 for s in structures
             }
             nd_rem, nd_add = needle[i_rem], needle[i_add]
             frees = w_rem & (count[rows, nd_rem] == 1) & ~(w_add & (nd_add == nd_rem))
             opens = w_add & (count[rows, nd_add] == 0)
-            new_seeds = n_seeds + w_add - w_rem.astype(np.int64)
-            new_needles = n_needles + opens - frees.astype(np.int64)
-            new_f = terms_from_doses(
-                p, new_t, new_o, xp.asarray(new_seeds), xp.asarray(new_needles)
-            ).total
+            new_seeds = n_seeds + w_add - w_rem.astype(xp.int64)
+            new_needles = n_needles + opens - frees.astype(xp.int64)
+            new_f = terms_from_doses(p, new_t, new_o, new_seeds, new_needles).total
 
             within = ((new_seeds <= cap_seeds) | (new_seeds <= n_seeds)) & (
                 (new_needles <= cap_needles) | (new_needles <= n_needles)
             )
             delta = new_f - f
             boltzmann = xp.exp(xp.minimum(0.0, -delta / temps[it]))
-            acc = within & to_host((delta <= 0) | (accept_u < boltzmann))
+            acc = within & ((delta <= 0) | (accept_u < boltzmann))
 
-            r = np.flatnonzero(acc & w_rem)
-            X[r, i_rem[r]] = False
-            count[r, nd_rem[r]] -= 1
-            a = np.flatnonzero(acc & w_add)
-            X[a, i_add[a]] = True
-            count[a, nd_add[a]] += 1
-            n_seeds = np.where(acc, new_seeds, n_seeds)
-            n_needles = np.where(acc, new_needles, n_needles)
-            acc_x = xp.asarray(acc)
-            d_t = xp.where(acc_x[:, None], new_t, d_t)
-            d_o = {s: xp.where(acc_x[:, None], new_o[s], d_o[s]) for s in structures}
-            f = xp.where(acc_x, new_f, f)
+            # each chain touches its own (row, column) pairs: no index repeats in a scatter
+            took_rem, took_add = acc & w_rem, acc & w_add
+            X[rows, i_rem] = X[rows, i_rem] & ~took_rem
+            count[rows, nd_rem] = count[rows, nd_rem] - took_rem
+            X[rows, i_add] = X[rows, i_add] | took_add
+            count[rows, nd_add] = count[rows, nd_add] + took_add
+            n_seeds = xp.where(acc, new_seeds, n_seeds)
+            n_needles = xp.where(acc, new_needles, n_needles)
+            d_t = xp.where(acc[:, None], new_t, d_t)
+            d_o = {s: xp.where(acc[:, None], new_o[s], d_o[s]) for s in structures}
+            f = xp.where(acc, new_f, f)
 
             better = f < best_f
             best_f = xp.where(better, f, best_f)
-            improved = to_host(better)
-            best_X[improved] = X[improved]
-            trace[it + 1] = float(best_f.min())
+            best_X = xp.where(better[:, None], X, best_X)
+            trace[it + 1] = best_f.min()
 
         bar.close()
         chain = int(xp.argmin(best_f))
-        x = best_X[chain].copy()
+        x = to_host(best_X[chain]).astype(bool)
         return OptimizeResult(
             x=x,
             fun=float(objective(problem, x)),
@@ -195,5 +215,10 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
             nfev=chains * (iterations + 1),
             method=self.name,
             runtime_s=time.perf_counter() - start,
-            extra={"trace": trace, "chain_best": to_host(best_f), "t0": t0, "t_end": t_end},
+            extra={
+                "trace": to_host(trace),
+                "chain_best": to_host(best_f),
+                "t0": t0,
+                "t_end": t_end,
+            },
         )

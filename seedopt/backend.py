@@ -48,15 +48,28 @@ class Backend:
 
     def free_bytes(self) -> int:
         """Memory this backend can still allocate, bytes (device memory on the GPU)."""
-        if self.is_gpu:
-            free, _ = self.xp.cuda.Device().mem_info
-            return int(free + self.xp.get_default_memory_pool().free_bytes())
-        try:
-            with open("/proc/meminfo") as fh:
-                info = dict(line.split(":", 1) for line in fh)
-            return int(info["MemAvailable"].split()[0]) * 1024
-        except (OSError, KeyError, ValueError):
-            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+        return free_bytes(self.xp)
+
+
+def free_bytes(xp: Any) -> int:
+    """Memory the array module ``xp`` can still allocate, bytes: free device memory plus
+    CuPy's pooled free blocks for CuPy, available host memory for NumPy."""
+    if xp is not np:
+        free, _ = xp.cuda.Device().mem_info
+        return int(free + xp.get_default_memory_pool().free_bytes())
+    try:
+        with open("/proc/meminfo") as fh:
+            info = dict(line.split(":", 1) for line in fh)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def out_of_memory_errors(xp: Any) -> tuple[type[BaseException], ...]:
+    """The exceptions an allocation in ``xp`` raises when memory runs out."""
+    if xp is np:
+        return (MemoryError,)
+    return (MemoryError, xp.cuda.memory.OutOfMemoryError)
 
 
 def array_module(a: Any) -> Any:

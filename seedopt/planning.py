@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend
+from .backend import Backend, out_of_memory_errors
 from .candidates import Candidates, build_candidates
 from .case import Case
 from .dose import dose_at_points
 from .dose.cache import cached_influence_matrix
+from .errors import SeedoptError
 from .metrics import Structure, conformity_indices, requested_metric, requested_metric_key
 from .optimizer import HardLimit, OptimizeResult, PlanProblem, SoftWeights, get_optimizer
 from .optimizer.base import CandidateGeometry
@@ -115,7 +116,7 @@ def build_problem(
         backend=backend,
         cache_dir=cache_dir,
     )
-    A = backend.to_numpy(A).astype(np.float32, copy=False)
+    A = A.astype(backend.xp.float32, copy=False)  # stays on the backend's device
     bounds = np.cumsum([0] + [len(rows[n]) for n in names])
     blocks = {n: A[bounds[k] : bounds[k + 1]] for k, n in enumerate(names)}
     w = spec.goals.weights
@@ -240,9 +241,16 @@ def plan_case(
     times["dose_matrix"] = time.perf_counter() - t
     t = time.perf_counter()
     optimizer = get_optimizer(method or spec.optimizer.method, progress)
-    result = optimizer.solve(
-        problem, rng=spec.optimizer.seed if seed is None else seed, **spec.optimizer.options
-    )
+    try:
+        result = optimizer.solve(
+            problem, rng=spec.optimizer.seed if seed is None else seed, **spec.optimizer.options
+        )
+    except out_of_memory_errors(backend.xp) as exc:
+        raise SeedoptError(
+            f"out of memory on the {backend.name} while optimizing with {optimizer.name} "
+            f"({problem.A_target.shape[0]} target points x {problem.n_candidates} candidates): "
+            f"{exc}; use --backend cpu, fewer chains or a coarser grid"
+        ) from None
     times["optimize"] = time.perf_counter() - t
     t = time.perf_counter()
     scale = result.extra.get("strength_scale")
