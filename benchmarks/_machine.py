@@ -1,11 +1,14 @@
-"""What machine a benchmark ran on, recorded beside every result."""
+"""What machine a benchmark ran on, recorded beside every result, and the harness pieces
+the benchmark scripts share (child processes, the results file)."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +54,20 @@ def result_stem(name: str) -> Path:
     kind = (m["gpu"] or f"cpu{m['cores']}").replace(" ", "-")
     day = _dt.date.today().isoformat()
     return RESULTS / f"{day}-{kind}-{name}"
+
+
+def run_child(cmd: list[str], timeout_s: float) -> dict:
+    """Run a benchmark child process that prints its row as JSON on its last stdout line:
+    that row, or ``{"timed_out_s": timeout_s}``, or ``{"error": its last stderr line}``."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"timed_out_s": timeout_s}
+    except subprocess.CalledProcessError as exc:
+        return {"error": exc.stderr.strip().splitlines()[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def write_rows(stem: Path, info: dict, rows: list[dict]) -> None:
+    """Write ``<stem>.json``: the machine and the benchmark's rows."""
+    stem.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))

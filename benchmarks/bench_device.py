@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from _machine import RESULTS, machine, result_stem
+from _machine import RESULTS, machine, result_stem, run_child, write_rows
+from bench_matrix import copy_bandwidth_gbs
 
 DEFAULT_SIZES = "50000x1000,200000x5000,500000x10000"
 OAR_POINTS = 2000
@@ -58,13 +58,6 @@ def synthetic_case(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return np.r_[target, oar], seeds, needle.ravel(), volume_cc / n
 
 
-def copy_bandwidth_gbs() -> float:
-    """Device-to-device copy bandwidth, GB/s (bytes read + written / time)."""
-    from bench_matrix import copy_bandwidth_gbs as measured
-
-    return measured()
-
-
 def one(backend_name: str, n: int, m: int, chains: int, iterations: int) -> dict:
     from seedopt.optimizer import HardLimit, PlanProblem, get_optimizer
     from seedopt.optimizer.objective import dose, dose_at_percent, dose_at_volume
@@ -75,11 +68,9 @@ def one(backend_name: str, n: int, m: int, chains: int, iterations: int) -> dict
 
     backend, _ = select_backend(backend_name)
     row: dict = {"backend": backend_name, "n_points": n, "n_candidates": m}
-    need = matrix_nbytes(n + OAR_POINTS, m)
-    if need > backend.free_bytes() / 2:
-        row["skipped"] = (
-            f"matrix {need / 2**30:.1f} GiB > half the free {backend.free_bytes() / 2**30:.1f} GiB"
-        )
+    need, free = matrix_nbytes(n + OAR_POINTS, m), backend.free_bytes()
+    if need > free / 2:
+        row["skipped"] = f"matrix {need / 2**30:.1f} GiB > half the free {free / 2**30:.1f} GiB"
         return row
     points, seeds, needle, voxel_cc = synthetic_case(n, m)
     source = Source(get_model("6711"), 0.6)
@@ -158,35 +149,10 @@ def main() -> None:
     for size in args.sizes.split(","):
         n, m = (int(v) for v in size.split("x"))
         for b in backends:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--one",
-                b,
-                str(n),
-                str(m),
-                str(args.chains),
-                str(args.iterations),
-            ]
-            try:
-                out = subprocess.run(
-                    cmd, capture_output=True, text=True, check=True, timeout=args.timeout_s
-                )
-                row = json.loads(out.stdout.strip().splitlines()[-1])
-            except subprocess.TimeoutExpired:
-                row = {
-                    "backend": b,
-                    "n_points": n,
-                    "n_candidates": m,
-                    "skipped": f"timed out after {args.timeout_s:.0f} s",
-                }
-            except subprocess.CalledProcessError as exc:
-                row = {
-                    "backend": b,
-                    "n_points": n,
-                    "n_candidates": m,
-                    "skipped": exc.stderr.strip().splitlines()[-1],
-                }
+            cmd = [sys.executable, __file__, "--one", b, str(n), str(m)]
+            cmd += [str(args.chains), str(args.iterations)]
+            row = {"backend": b, "n_points": n, "n_candidates": m}
+            row.update(run_child(cmd, args.timeout_s))
             rows.append(row)
             print(json.dumps(row), flush=True)
     write_report(args, info, rows)
@@ -195,7 +161,7 @@ def main() -> None:
 def write_report(args: argparse.Namespace, info: dict, rows: list[dict]) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / result_stem("device").name
-    stem.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    write_rows(stem, info, rows)
     gpu = info["gpu"] or f"none ({info['gpu_unavailable_reason']})"
     lines = [
         f"# Planning loop on each backend, {info['date']}",
@@ -212,8 +178,9 @@ def write_report(args: argparse.Namespace, info: dict, rows: list[dict]) -> None
     for r in rows:
         size = f"{r['n_points']} x {r['n_candidates']}"
         by_size.setdefault((r["n_points"], r["n_candidates"]), {})[r["backend"]] = r
-        if "skipped" in r:
-            lines.append(f"| {r['backend']} | {size} | skipped: {r['skipped']} |" + " |" * 8)
+        if "total_s" not in r:
+            why = r.get("skipped") or r.get("error") or f"timed out after {r['timed_out_s']:.0f} s"
+            lines.append(f"| {r['backend']} | {size} | not run: {why} |" + " |" * 8)
             continue
         lines.append(
             f"| {r['backend']} | {size} | {r['matrix_s']:.3f} | {r['anneal_s']:.3f} | "

@@ -19,7 +19,7 @@ import sys
 import time
 
 import numpy as np
-from _machine import machine, result_stem
+from _machine import machine, result_stem, write_rows
 
 DEFAULT_SIZES = "10000x1000,50000x1000,100000x2000,200000x5000"
 CPU_GOAL = 3e7
@@ -161,7 +161,7 @@ def main() -> None:
                     flush=True,
                 )
     stem = result_stem("matrix")
-    stem.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    write_rows(stem, info, rows)
     lines = [
         f"# Dose-influence matrix build, {info['date']}",
         "",

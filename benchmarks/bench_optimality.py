@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from _machine import machine, result_stem
+from _machine import machine, result_stem, write_rows
 from seedopt.optimizer import get_optimizer
 from seedopt.optimizer.synthetic import RECTUM_LIMITS, synthetic_problem
 
@@ -58,7 +58,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     stem = result_stem("optimality")
-    stem.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    write_rows(stem, info, rows)
     lines = [
         f"# Heuristics against the proven optimum of the exact objective, {info['date']}",
         "",

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from importlib import resources
 from pathlib import Path
 
-from _machine import machine, result_stem
+from _machine import machine, result_stem, run_child, write_rows
 
 CASES = "vertebral,chest_wall,head_neck,cervical_node,trunk_sarcoma"
 METHODS = "clinical,clinical-strength,lp,anneal,hybrid,milp"
@@ -87,23 +86,11 @@ def main() -> None:
         for case in args.cases.split(","):
             for method in args.methods.split(","):
                 cmd = [sys.executable, __file__, "--one", case, method, cache]
-                try:
-                    out = subprocess.run(
-                        cmd, capture_output=True, text=True, check=True, timeout=args.timeout_s
-                    )
-                    row = json.loads(out.stdout.strip().splitlines()[-1])
-                except subprocess.TimeoutExpired:
-                    row = {"case": case, "method": method, "timed_out_s": args.timeout_s}
-                except subprocess.CalledProcessError as exc:
-                    row = {
-                        "case": case,
-                        "method": method,
-                        "error": exc.stderr.strip().splitlines()[-1],
-                    }
+                row = {"case": case, "method": method, **run_child(cmd, args.timeout_s)}
                 rows.append(row)
                 print(_line(row), flush=True)
     stem = result_stem("plan")
-    stem.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    write_rows(stem, info, rows)
     lines = [
         f"# Planning benchmark, {info['date']}",
         "",

@@ -164,6 +164,7 @@ def build_exact_model(
         if not A_k.shape[0]:
             continue
         L = float(lim.limit_gy)
+        full_k = A_k.sum(axis=1)  # the rows' dose with every candidate loaded, Gy
         if v_at is not None:
             groups.append(
                 (place_block(np.ones((1, A_k.shape[0])), v_at, nv), -np.inf, float(q - 1))
@@ -173,7 +174,7 @@ def build_exact_model(
                 np.full((A_k.shape[0], 1), L / 100.0), o_pct, nv
             )
             if v_at is not None:  # a point allowed above the level is one of the q - 1
-                big_m = np.maximum(A_k.sum(axis=1) - level, 0.0)
+                big_m = np.maximum(full_k - level, 0.0)
                 block = block - place_block(_diag(big_m), v_at, nv)
             groups.append((block, -np.inf, level))
     if p.max_seeds is not None:

@@ -92,17 +92,14 @@ class _Limit:
     floor_gy: float  # the organ term's floor F
     organ_cost: float  # per Gy of the metric (CVaR for Dcc) above F; 0: no organ term
 
-    def organ_value(self, d: np.ndarray) -> float:
-        """The model's organ term of the doses ``d`` at the rows (objective units)."""
-        if not self.organ_cost:
-            return 0.0
+    def model_value(self, d: np.ndarray) -> float:
+        """The metric as the model bounds it from the doses ``d`` at the rows (Gy): Dmax,
+        Dmean, or for a Dcc the mean of the q hottest points (CVaR)."""
         if self.metric == "Dmax":
-            value = d.max()
-        elif self.metric == "Dmean":
-            value = d.mean()
-        else:
-            value = np.sort(d)[::-1][: self.q].mean()
-        return self.organ_cost * max(0.0, float(value) - self.floor_gy)
+            return float(d.max())
+        if self.metric == "Dmean":
+            return float(d.mean())
+        return float(np.sort(d)[::-1][: self.q].mean())
 
 
 @dataclass(frozen=True)
@@ -189,16 +186,12 @@ class LinearModel(HighsModel):
             + self.c_hot * np.maximum(0.0, dt - 2.0 * rx).sum()
         )
         for lim in self.limits:
-            d = lim.A @ xf
+            metric = lim.model_value(lim.A @ xf)
             tol = 1e-6 * max(1.0, abs(lim.limit_gy))
-            if lim.metric == "Dmax" and d.max() > lim.limit_gy + tol:
+            if lim.metric in ("Dmax", "Dmean") and metric > lim.limit_gy + tol:
                 return math.inf
-            if lim.metric == "Dmean" and d.mean() > lim.limit_gy + tol:
-                return math.inf
-            if lim.cost:
-                cvar = np.sort(d)[::-1][: lim.q].mean()
-                value += lim.cost * max(0.0, cvar - lim.limit_gy)
-            value += lim.organ_value(d)
+            value += lim.cost * max(0.0, metric - lim.limit_gy)  # cost 0: hard limits
+            value += lim.organ_cost * max(0.0, metric - lim.floor_gy)
         return float(value)
 
 
