@@ -31,7 +31,7 @@ from seedopt.backend import array_module, free_bytes
 from seedopt.errors import SeedoptError
 
 from .base import OptimizeResult, PlanProblem
-from .objective import decisive_rows, objective, terms_from_doses
+from .objective import decisive_rows, dose, objective, terms_from_doses
 from .registry import BaseOptimizer, register, to_host
 
 
@@ -122,10 +122,15 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         if start_x.shape != (m,):
             raise ValueError(f"x0 has shape {start_x.shape}; expected ({m},)")
         X = xp.asarray(np.repeat(start_x[None], chains, axis=0))
-        # start doses from one matrix product in the matrix's precision, then float64 for
-        # the incremental updates (no float64 copy of the matrix)
-        d_t = (X.astype(cols_t.dtype) @ cols_t).astype(xp.float64)
-        d_o = {s: (X.astype(cols_o[s].dtype) @ cols_o[s]).astype(xp.float64) for s in structures}
+        # every chain starts from the same doses; float64 for the incremental updates (the
+        # matrix stays in its storage precision: float32 or float16)
+        x_start = xp.asarray(start_x)
+
+        def start_dose(A: Any) -> Any:
+            return xp.repeat(dose(A, x_start).astype(xp.float64)[None], chains, axis=0)
+
+        d_t = start_dose(p.A_target)
+        d_o = {s: start_dose(p.A_oar[s]) for s in structures}
         count = xp.asarray(
             np.repeat(np.bincount(needle_h[start_x], minlength=p.n_needles)[None], chains, 0)
         )

@@ -20,7 +20,7 @@ from seedopt.backend import array_module
 from .anneal import terms_from_doses
 from .base import OptimizeResult, PlanProblem
 from .milp import build_model
-from .objective import decisive_rows, objective
+from .objective import decisive_rows, dose, objective
 from .registry import BaseOptimizer, register, to_host
 
 
@@ -69,9 +69,9 @@ def greedy_flips(
     cols_t = xp.ascontiguousarray(p.A_target.T)
     cols_o = {s: xp.ascontiguousarray(p.A_oar[s].T) for s in structures}
     x = x.copy()
-    xf = xp.asarray(x, dtype=xp.float64)
-    d_t = xf @ cols_t.astype(xp.float64)
-    d_o = {s: xf @ cols_o[s].astype(xp.float64) for s in structures}
+    x_dev = xp.asarray(x)
+    d_t = dose(p.A_target, x_dev).astype(xp.float64)
+    d_o = {s: dose(p.A_oar[s], x_dev).astype(xp.float64) for s in structures}
     count = np.bincount(needle[x], minlength=p.n_needles)
     f = float(terms_from_doses(p, d_t, d_o, int(x.sum()), int((count > 0).sum())).total)
     nfev, steps = 1, 0

@@ -27,11 +27,24 @@ W_HARD = 20.0
 """Objective units per percent above a hard limit."""
 
 
+HALF_BLOCK_ENTRIES = 1 << 24
+"""Entries of a float16 matrix widened to float32 at a time in ``dose`` (64 MB)."""
+
+
 def dose(A: Any, x: Any) -> Any:
-    """Dose at the rows of ``A`` (Gy) for loading(s) ``x``: (n,) or, for x (k, m), (k, n)."""
+    """Dose at the rows of ``A`` (Gy) for loading(s) ``x``: (n,) or, for x (k, m), (k, n).
+
+    Sums run in at least float32: a float16 matrix is widened a block of rows at a time,
+    never copied whole."""
     xp = array_module(A)
-    xf = xp.asarray(x, dtype=A.dtype)
-    return (A @ xf.T).T if xf.ndim == 2 else A @ xf
+    if A.dtype.itemsize >= 4:
+        xf = xp.asarray(x, dtype=A.dtype)
+        return (A @ xf.T).T if xf.ndim == 2 else A @ xf
+    xf = xp.asarray(x, dtype=xp.float32)
+    step = max(1, HALF_BLOCK_ENTRIES // max(1, A.shape[1]))
+    parts = [A[i : i + step].astype(xp.float32) @ xf.T for i in range(0, A.shape[0], step)]
+    out = xp.concatenate(parts, axis=0) if parts else xp.zeros((0,) + xf.shape[:-1], xp.float32)
+    return out.T if xf.ndim == 2 else out
 
 
 def dose_at_percent(d: Any, percent: float) -> Any:
@@ -168,7 +181,7 @@ def decisive_rows(problem: PlanProblem) -> PlanProblem:
             continue
         A = problem.A_oar[name]
         need = max(hottest_points(lim, A.shape[0], problem.voxel_cc) for lim in limits)
-        full = A.astype(xp.float64).sum(axis=1)
+        full = A.sum(axis=1, dtype=xp.float64)
         priced = min(problem.soft.lowest_priced_gy(lim.limit_gy) for lim in limits)
         rows = xp.flatnonzero(full > priced)
         if rows.size < need:

@@ -262,6 +262,8 @@ def plan_cmd(
     cache_dir = None if no_cache else (cache or default_cache_dir())
     click.echo(f"planning {spec.name} ({spec.description})", err=True)
     plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
+    for note in plan.metrics["notes"]:
+        click.echo(f"seedopt: note: {note}", err=True)
     written = write_outputs(plan, out)
     click.echo(format_report(plan.metrics))
     click.echo(f"wrote {', '.join(p.name for p in written)} in {out}/", err=True)

@@ -82,7 +82,10 @@ class OptimizerSpec(_Strict):
 
 class DoseSpec(_Strict):
     formalism: Literal["2d", "1d"] = "2d"
-    storage: Literal["float32", "float16"] = "float32"
+    storage: Literal["auto", "float32", "float16"] = Field(
+        default="auto",
+        description="matrix dtype; auto: float32 if it fits twice in free memory, else float16",
+    )
 
 
 class PlanSpec(CaseSpec):

@@ -40,3 +40,56 @@ def test_device_benchmark_plans_every_size_on_every_usable_backend(tmp_path: Pat
         assert 0 <= row["converged_iteration"] <= 60
     md = report.with_suffix(".md").read_text()
     assert "| cpu | 3000 x 120 |" in md and "GPU / CPU speed-up" in md
+
+
+def test_the_clinical_comparison_plans_to_the_baselines_d90_and_organ_doses() -> None:
+    """bench_plan judges "at equal or better D90, no organ worse" by planning with the
+    baseline's D90 as the prescription and its organ values (plus the tolerance) as limits."""
+    import copy
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from bench_plan import compare, matched_spec, organ_tolerance_gy
+    from test_planning import SMALL
+
+    from seedopt.backend import cpu_backend
+    from seedopt.plan_config import PlanSpec
+    from seedopt.planning import plan_case
+
+    spec = PlanSpec.model_validate(copy.deepcopy(SMALL))
+    clinical = spec.model_copy(
+        update={"optimizer": spec.optimizer.model_copy(update={"options": {}})}
+    )
+    base = plan_case(clinical, cpu_backend(), method="clinical", cache_dir=None).metrics
+    matched = matched_spec(spec, base)
+    d90 = base["structures"]["GTV"]["D90_gy"]
+    assert matched.prescription_gy == max(spec.prescription_gy, d90)
+    cord = base["structures"]["Cord"]["D0.1cc_gy"]
+    assert [(h.structure, h.metric, h.max_gy) for h in matched.goals.hard] == [
+        ("Cord", "D0.1cc", min(45.0, cord + organ_tolerance_gy(cord))),
+        (
+            "Skin",
+            "D2cc",
+            min(70.0, (s := base["structures"]["Skin"]["D2cc_gy"]) + max(0.01 * s, 0.5)),
+        ),
+    ]
+
+    def row(method: str, d90: float, seeds: int, v200: float, cord_gy: float) -> dict:
+        return {
+            "case": "c",
+            "method": method,
+            "D90_over_rx": d90,
+            "seeds": seeds,
+            "V200": v200,
+            "oar_limits": {"Cord D0.1cc <= 45 Gy": cord_gy},
+        }
+
+    verdicts = compare(
+        [
+            row("clinical", 1.04, 20, 20.0, 30.0),
+            row("hybrid@clinical", 1.04, 17, 19.0, 30.2),  # -15 % seeds, cord within 0.5 Gy
+            row("clinical-strength", 1.00, 20, 20.0, 30.0),
+            row("hybrid", 1.00, 19, 9.0, 31.0),  # V200 -11 points but the cord 1 Gy worse
+        ]
+    )
+    assert [line.rsplit("|", 2)[-2].strip() for line in verdicts[-2:]] == ["met", "NOT met"]
+    assert "Cord D0.1cc <= 45 Gy" in verdicts[-1]

@@ -105,6 +105,19 @@ def matrix_nbytes(n_points: int, n_seeds: int, storage: str = "float32") -> int:
     return n_points * n_seeds * np.dtype(storage).itemsize
 
 
+def choose_storage(backend: Backend, n_points: int, n_seeds: int, requested: str) -> str:
+    """The storage dtype for ``requested`` (``"auto"``, ``"float32"`` or ``"float16"``).
+
+    ``auto``: float32 when the matrix and one working copy (the annealer keeps the matrix
+    transposed, one candidate per row) fit in the backend's free memory, else float16, whose
+    dose sums stay within 2**-10 of float32's (two roundings of positive entries: storage
+    per U, then the strength; ``tests/test_influence.py``)."""
+    if requested != "auto":
+        return requested
+    fits = 2 * matrix_nbytes(n_points, n_seeds, "float32") <= backend.free_bytes()
+    return "float32" if fits else "float16"
+
+
 def check_fits(backend: Backend, nbytes: int, what: str) -> None:
     """Refuse, with a message saying what would help, an allocation that cannot fit."""
     free = backend.free_bytes()
