@@ -21,6 +21,7 @@ the same plan on the same backend (NumPy and CuPy streams differ).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
@@ -54,6 +55,136 @@ def state_nbytes(problem: PlanProblem, chains: int) -> int:
     rows = problem.A_target.shape[0] + sum(a.shape[0] for a in problem.A_oar.values())
     matrix = problem.A_target.nbytes + sum(a.nbytes for a in problem.A_oar.values())
     return int(matrix + chains * (8 * 8 * rows + 4 * 8 * problem.n_candidates))
+
+
+def anneal_chains(
+    p: PlanProblem,
+    rng: np.random.Generator | int | None,
+    *,
+    chains: int,
+    iterations: int,
+    t0: float,
+    t_end: float,
+    p_shift: float,
+    p_swap: float,
+    x0: Any,
+    bar: Any,
+) -> tuple[Any, Any, Any]:
+    """The annealing loop of ``anneal`` on ``p`` (already ``decisive_rows``); ``p``'s
+    prescription may be one per chain (a sweep). Returns each chain's best loading
+    ((chains, m) bool) and objective ((chains,)) and the trace, in the matrices' module."""
+    xp = array_module(p.A_target)
+    m = p.n_candidates
+    need, free = state_nbytes(p, chains), free_bytes(xp)
+    if need > free:
+        raise SeedoptError(
+            f"annealing {chains} chains needs about {need / 2**30:.2f} GiB but "
+            f"{free / 2**30:.2f} GiB is free on the {'CPU' if xp is np else 'GPU'}; "
+            "use fewer chains (optimizer.options.chains), fewer points or another device"
+        )
+    # one integer from the caller's stream seeds the array module's generator, so the
+    # whole state (loadings, counts, doses, random draws) stays on the device
+    rs = xp.random.RandomState(int(np.random.default_rng(rng).integers(2**32)))
+    needle_h = np.asarray(to_host(p.seed_needle), dtype=np.int64)
+    needle = xp.asarray(needle_h)
+    prev, next_ = (xp.asarray(a) for a in needle_neighbours(needle_h))
+    cap_seeds = math.inf if p.max_seeds is None else p.max_seeds
+    cap_needles = math.inf if p.max_needles is None else p.max_needles
+
+    cols_t = xp.ascontiguousarray(p.A_target.T)  # (m, n_t): one row per candidate
+    structures = sorted({lim.structure for lim in p.hard})
+    cols_o = {s: xp.ascontiguousarray(p.A_oar[s].T) for s in structures}
+
+    start_x = np.zeros(m, dtype=bool) if x0 is None else np.asarray(to_host(x0), bool)
+    if start_x.shape != (m,):
+        raise ValueError(f"x0 has shape {start_x.shape}; expected ({m},)")
+    X = xp.asarray(np.repeat(start_x[None], chains, axis=0))
+    # every chain starts from the same doses; float64 for the incremental updates (the
+    # matrix stays in its storage precision: float32 or float16)
+    x_start = xp.asarray(start_x)
+
+    def start_dose(A: Any) -> Any:
+        return xp.repeat(dose(A, x_start).astype(xp.float64)[None], chains, axis=0)
+
+    d_t = start_dose(p.A_target)
+    d_o = {s: start_dose(p.A_oar[s]) for s in structures}
+    count = xp.asarray(
+        np.repeat(np.bincount(needle_h[start_x], minlength=p.n_needles)[None], chains, 0)
+    )
+    n_seeds = X.sum(axis=1)
+    n_needles = (count > 0).sum(axis=1)
+    f = terms_from_doses(p, d_t, d_o, n_seeds, n_needles).total
+    best_f, best_X = f.copy(), X.copy()
+    trace = xp.empty(iterations + 1)
+    trace[0] = best_f.min()
+    temps = xp.asarray(t0 * (t_end / t0) ** (np.arange(iterations) / max(iterations - 1, 1)))
+    rows = xp.arange(chains)
+
+    for it in range(iterations):
+        if it % 100 == 0:
+            bar.update(min(100, iterations - it))
+        u = rs.random_sample((chains, 2 * m + 4))  # every draw of this step at once
+        flip = xp.minimum((u[:, 0] * m).astype(xp.int64), m - 1)
+        kind, forward, accept_u = u[:, 1], u[:, 2] < 0.5, u[:, 3]
+        # a random loaded seed (any seed if none is loaded)
+        pick = xp.where(X, u[:, 4 : 4 + m], -1.0).argmax(axis=1)
+        # a random free candidate on a used needle
+        free_keys = xp.where(X | (count[:, needle] == 0), -1.0, u[:, 4 + m :])
+        gather = free_keys.argmax(axis=1)
+        swap = (kind >= p_shift) & (kind < p_shift + p_swap)
+        dest = xp.where(
+            swap,
+            xp.where(free_keys[rows, gather] >= 0, gather, -1),
+            xp.where(forward, next_[pick], prev[pick]),
+        )
+        free_dest = (dest >= 0) & ~X[rows, xp.maximum(dest, 0)]
+        shift = (kind < p_shift + p_swap) & X.any(axis=1) & free_dest
+        flipped_on = X[rows, flip]
+        rem = xp.where(shift, pick, xp.where(flipped_on, flip, -1))
+        add = xp.where(shift, dest, xp.where(flipped_on, -1, flip))
+        w_rem, w_add = rem >= 0, add >= 0
+        i_rem, i_add = xp.maximum(rem, 0), xp.maximum(add, 0)
+
+        sign_rem = w_rem[:, None].astype(xp.float64)
+        sign_add = w_add[:, None].astype(xp.float64)
+        new_t = d_t + sign_add * cols_t[i_add] - sign_rem * cols_t[i_rem]
+        new_o = {
+            s: d_o[s] + sign_add * cols_o[s][i_add] - sign_rem * cols_o[s][i_rem]
+            for s in structures
+        }
+        nd_rem, nd_add = needle[i_rem], needle[i_add]
+        frees = w_rem & (count[rows, nd_rem] == 1) & ~(w_add & (nd_add == nd_rem))
+        opens = w_add & (count[rows, nd_add] == 0)
+        new_seeds = n_seeds + w_add - w_rem.astype(xp.int64)
+        new_needles = n_needles + opens - frees.astype(xp.int64)
+        new_f = terms_from_doses(p, new_t, new_o, new_seeds, new_needles).total
+
+        within = ((new_seeds <= cap_seeds) | (new_seeds <= n_seeds)) & (
+            (new_needles <= cap_needles) | (new_needles <= n_needles)
+        )
+        delta = new_f - f
+        boltzmann = xp.exp(xp.minimum(0.0, -delta / temps[it]))
+        acc = within & ((delta <= 0) | (accept_u < boltzmann))
+
+        # each chain touches its own (row, column) pairs: no index repeats in a scatter
+        took_rem, took_add = acc & w_rem, acc & w_add
+        X[rows, i_rem] = X[rows, i_rem] & ~took_rem
+        count[rows, nd_rem] = count[rows, nd_rem] - took_rem
+        X[rows, i_add] = X[rows, i_add] | took_add
+        count[rows, nd_add] = count[rows, nd_add] + took_add
+        n_seeds = xp.where(acc, new_seeds, n_seeds)
+        n_needles = xp.where(acc, new_needles, n_needles)
+        d_t = xp.where(acc[:, None], new_t, d_t)
+        d_o = {s: xp.where(acc[:, None], new_o[s], d_o[s]) for s in structures}
+        f = xp.where(acc, new_f, f)
+
+        better = f < best_f
+        best_f = xp.where(better, f, best_f)
+        best_X = xp.where(better[:, None], X, best_X)
+        trace[it + 1] = best_f.min()
+
+    bar.close()
+    return best_X, best_f, trace
 
 
 @register("anneal")
@@ -95,119 +226,19 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         rejected unless it does not increase that count.
         """
         start = time.perf_counter()
-        p = decisive_rows(problem)
-        xp = array_module(p.A_target)
-        m = p.n_candidates
-        need, free = state_nbytes(p, chains), free_bytes(xp)
-        if need > free:
-            raise SeedoptError(
-                f"annealing {chains} chains needs about {need / 2**30:.2f} GiB but "
-                f"{free / 2**30:.2f} GiB is free on the {'CPU' if xp is np else 'GPU'}; "
-                "use fewer chains (optimizer.options.chains), fewer points or another device"
-            )
-        # one integer from the caller's stream seeds the array module's generator, so the
-        # whole state (loadings, counts, doses, random draws) stays on the device
-        rs = xp.random.RandomState(int(np.random.default_rng(rng).integers(2**32)))
-        needle_h = np.asarray(to_host(p.seed_needle), dtype=np.int64)
-        needle = xp.asarray(needle_h)
-        prev, next_ = (xp.asarray(a) for a in needle_neighbours(needle_h))
-        cap_seeds = math.inf if p.max_seeds is None else p.max_seeds
-        cap_needles = math.inf if p.max_needles is None else p.max_needles
-
-        cols_t = xp.ascontiguousarray(p.A_target.T)  # (m, n_t): one row per candidate
-        structures = sorted({lim.structure for lim in p.hard})
-        cols_o = {s: xp.ascontiguousarray(p.A_oar[s].T) for s in structures}
-
-        start_x = np.zeros(m, dtype=bool) if x0 is None else np.asarray(to_host(x0), bool)
-        if start_x.shape != (m,):
-            raise ValueError(f"x0 has shape {start_x.shape}; expected ({m},)")
-        X = xp.asarray(np.repeat(start_x[None], chains, axis=0))
-        # every chain starts from the same doses; float64 for the incremental updates (the
-        # matrix stays in its storage precision: float32 or float16)
-        x_start = xp.asarray(start_x)
-
-        def start_dose(A: Any) -> Any:
-            return xp.repeat(dose(A, x_start).astype(xp.float64)[None], chains, axis=0)
-
-        d_t = start_dose(p.A_target)
-        d_o = {s: start_dose(p.A_oar[s]) for s in structures}
-        count = xp.asarray(
-            np.repeat(np.bincount(needle_h[start_x], minlength=p.n_needles)[None], chains, 0)
+        best_X, best_f, trace = anneal_chains(
+            decisive_rows(problem),
+            rng,
+            chains=chains,
+            iterations=iterations,
+            t0=t0,
+            t_end=t_end,
+            p_shift=p_shift,
+            p_swap=p_swap,
+            x0=x0,
+            bar=self.progress_bar(iterations, "anneal" if x0 is None else "anneal (warm start)"),
         )
-        n_seeds = X.sum(axis=1)
-        n_needles = (count > 0).sum(axis=1)
-        f = terms_from_doses(p, d_t, d_o, n_seeds, n_needles).total
-        best_f, best_X = f.copy(), X.copy()
-        trace = xp.empty(iterations + 1)
-        trace[0] = best_f.min()
-        temps = xp.asarray(t0 * (t_end / t0) ** (np.arange(iterations) / max(iterations - 1, 1)))
-        rows = xp.arange(chains)
-
-        bar = self.progress_bar(iterations, "anneal" if x0 is None else "anneal (warm start)")
-        for it in range(iterations):
-            if it % 100 == 0:
-                bar.update(min(100, iterations - it))
-            u = rs.random_sample((chains, 2 * m + 4))  # every draw of this step at once
-            flip = xp.minimum((u[:, 0] * m).astype(xp.int64), m - 1)
-            kind, forward, accept_u = u[:, 1], u[:, 2] < 0.5, u[:, 3]
-            # a random loaded seed (any seed if none is loaded)
-            pick = xp.where(X, u[:, 4 : 4 + m], -1.0).argmax(axis=1)
-            # a random free candidate on a used needle
-            free_keys = xp.where(X | (count[:, needle] == 0), -1.0, u[:, 4 + m :])
-            gather = free_keys.argmax(axis=1)
-            swap = (kind >= p_shift) & (kind < p_shift + p_swap)
-            dest = xp.where(
-                swap,
-                xp.where(free_keys[rows, gather] >= 0, gather, -1),
-                xp.where(forward, next_[pick], prev[pick]),
-            )
-            free_dest = (dest >= 0) & ~X[rows, xp.maximum(dest, 0)]
-            shift = (kind < p_shift + p_swap) & X.any(axis=1) & free_dest
-            flipped_on = X[rows, flip]
-            rem = xp.where(shift, pick, xp.where(flipped_on, flip, -1))
-            add = xp.where(shift, dest, xp.where(flipped_on, -1, flip))
-            w_rem, w_add = rem >= 0, add >= 0
-            i_rem, i_add = xp.maximum(rem, 0), xp.maximum(add, 0)
-
-            sign_rem = w_rem[:, None].astype(xp.float64)
-            sign_add = w_add[:, None].astype(xp.float64)
-            new_t = d_t + sign_add * cols_t[i_add] - sign_rem * cols_t[i_rem]
-            new_o = {
-                s: d_o[s] + sign_add * cols_o[s][i_add] - sign_rem * cols_o[s][i_rem]
-                for s in structures
-            }
-            nd_rem, nd_add = needle[i_rem], needle[i_add]
-            frees = w_rem & (count[rows, nd_rem] == 1) & ~(w_add & (nd_add == nd_rem))
-            opens = w_add & (count[rows, nd_add] == 0)
-            new_seeds = n_seeds + w_add - w_rem.astype(xp.int64)
-            new_needles = n_needles + opens - frees.astype(xp.int64)
-            new_f = terms_from_doses(p, new_t, new_o, new_seeds, new_needles).total
-
-            within = ((new_seeds <= cap_seeds) | (new_seeds <= n_seeds)) & (
-                (new_needles <= cap_needles) | (new_needles <= n_needles)
-            )
-            delta = new_f - f
-            boltzmann = xp.exp(xp.minimum(0.0, -delta / temps[it]))
-            acc = within & ((delta <= 0) | (accept_u < boltzmann))
-
-            # each chain touches its own (row, column) pairs: no index repeats in a scatter
-            took_rem, took_add = acc & w_rem, acc & w_add
-            X[rows, i_rem] = X[rows, i_rem] & ~took_rem
-            count[rows, nd_rem] = count[rows, nd_rem] - took_rem
-            X[rows, i_add] = X[rows, i_add] | took_add
-            count[rows, nd_add] = count[rows, nd_add] + took_add
-            n_seeds = xp.where(acc, new_seeds, n_seeds)
-            n_needles = xp.where(acc, new_needles, n_needles)
-            d_t = xp.where(acc[:, None], new_t, d_t)
-            d_o = {s: xp.where(acc[:, None], new_o[s], d_o[s]) for s in structures}
-            f = xp.where(acc, new_f, f)
-
-            better = f < best_f
-            best_f = xp.where(better, f, best_f)
-            best_X = xp.where(better[:, None], X, best_X)
-            trace[it + 1] = best_f.min()
-
-        bar.close()
+        xp = array_module(best_f)
         chain = int(xp.argmin(best_f))
         x = to_host(best_X[chain]).astype(bool)
         return OptimizeResult(
@@ -227,3 +258,67 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
                 "t_end": t_end,
             },
         )
+
+    def sweep(
+        self,
+        problem: PlanProblem,
+        prescriptions_gy: Any,
+        rng: np.random.Generator | int | None = None,
+        *,
+        chains_per_level: int = 4,
+        iterations: int = 8000,
+        t0: float = 100.0,
+        t_end: float = 1e-3,
+        p_shift: float = 0.2,
+        p_swap: float = 0.2,
+    ) -> list[OptimizeResult]:
+        """Plans of one case at many prescriptions (a dose-escalation sweep) in one run.
+
+        Each level gets ``chains_per_level`` chains scored against its own prescription (Gy);
+        every other goal is shared, and every step moves all chains of all levels at once,
+        so a sweep costs one annealing run of ``levels x chains_per_level`` chains. Returns,
+        per level in the order given, the best chain of its group as an ``OptimizeResult``
+        whose ``fun`` is the objective at that level's prescription.
+        """
+        start = time.perf_counter()
+        levels = np.asarray(prescriptions_gy, dtype=np.float64).ravel()
+        if levels.size == 0 or not np.all(levels > 0):
+            raise SeedoptError("a sweep needs one or more positive prescriptions (Gy)")
+        p = decisive_rows(problem)
+        xp = array_module(p.A_target)
+        per_chain = xp.asarray(np.repeat(levels, chains_per_level))
+        best_X, best_f, _ = anneal_chains(
+            dataclasses.replace(p, prescription_gy=per_chain),
+            rng,
+            chains=per_chain.size,
+            iterations=iterations,
+            t0=t0,
+            t_end=t_end,
+            p_shift=p_shift,
+            p_swap=p_swap,
+            x0=None,
+            bar=self.progress_bar(iterations, f"sweep of {levels.size} prescriptions"),
+        )
+        group_best = to_host(best_f).reshape(levels.size, chains_per_level)
+        X = to_host(best_X).astype(bool)
+        seconds = time.perf_counter() - start
+        out = []
+        for k, rx in enumerate(levels):
+            chain = k * chains_per_level + int(np.argmin(group_best[k]))
+            at_level = dataclasses.replace(problem, prescription_gy=float(rx))
+            out.append(
+                OptimizeResult(
+                    x=X[chain],
+                    fun=float(objective(at_level, X[chain])),
+                    success=True,
+                    status=0,
+                    message=f"level {k} ({rx:g} Gy) of a sweep of {levels.size}: best of "
+                    f"{chains_per_level} chains x {iterations} iterations",
+                    nit=iterations,
+                    nfev=chains_per_level * (iterations + 1),
+                    method=self.name,
+                    runtime_s=seconds / levels.size,
+                    extra={"prescription_gy": float(rx), "sweep_runtime_s": seconds},
+                )
+            )
+        return out

@@ -87,7 +87,8 @@ class PlanProblem:
     A_target : (n_target, m) Gy per seed at target points (equal volumes).
     A_oar : structure name -> (n_k, m) Gy per seed at that structure's points.
     voxel_cc : volume of one point of ``A_oar`` and ``A_target`` rows, cc.
-    prescription_gy : target D90 goal.
+    prescription_gy : target D90 goal, Gy; in a sweep (``optimizer.sweep``) one per row of
+        the loadings being scored (an array in the matrices' array module).
     hard : hard organ limits.
     soft : soft-goal weights.
     seed_needle : (m,) needle index of each candidate seed.
@@ -99,7 +100,7 @@ class PlanProblem:
     A_target: Any
     A_oar: dict[str, Any]
     voxel_cc: float
-    prescription_gy: float
+    prescription_gy: float | Any
     hard: tuple[HardLimit, ...]
     seed_needle: np.ndarray
     n_needles: int

@@ -114,11 +114,11 @@ def terms_from_doses(
     n_seeds, n_needles : (...) loaded seeds and used needles.
     """
     xp = array_module(d_target)
-    rx = problem.prescription_gy
+    rx = xp.asarray(problem.prescription_gy)  # a scalar, or one per row (a sweep)
     d90 = dose_at_percent(d_target, 90.0)
     shortfall = 100.0 * xp.maximum(0.0, rx - d90) / rx
-    v150 = 100.0 * (d_target >= 1.5 * rx).mean(axis=-1)
-    v200 = 100.0 * (d_target >= 2.0 * rx).mean(axis=-1)
+    v150 = 100.0 * (d_target >= 1.5 * rx[..., None]).mean(axis=-1)
+    v200 = 100.0 * (d_target >= 2.0 * rx[..., None]).mean(axis=-1)
     s = problem.soft
     excess = xp.zeros_like(d90)
     organ = xp.zeros_like(d90)

@@ -93,3 +93,18 @@ def test_the_clinical_comparison_plans_to_the_baselines_d90_and_organ_doses() ->
     )
     assert [line.rsplit("|", 2)[-2].strip() for line in verdicts[-2:]] == ["met", "NOT met"]
     assert "Cord D0.1cc <= 45 Gy" in verdicts[-1]
+
+
+def test_sweep_benchmark_plans_every_level_and_compares_with_separate_runs(tmp_path: Path) -> None:
+    args = ["--levels", "3", "--iterations", "50", "--separate", "1", "--backend", "cpu"]
+    r = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_sweep.py"), *args, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    (report,) = tmp_path.glob("*-sweep.json")
+    (row,) = json.loads(report.read_text())["rows"]
+    assert row["levels"] == 3 and not row["measured_1000"] and row["sweep_s"] > 0
+    assert [s["prescription_gy"] for s in row["separate"]] == [100.0]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from seedopt.optimizer import PlanProblem, get_optimizer, objective
-from seedopt.optimizer.anneal import state_nbytes
+from seedopt.optimizer.anneal import SimulatedAnnealingOptimizer, state_nbytes
 from seedopt.optimizer.objective import dose, dose_at_percent, limit_value
 from seedopt.optimizer.synthetic import RECTUM_LIMITS, synthetic_problem
 from test_optimizers import brute_force
@@ -45,6 +45,20 @@ def test_anneal_on_the_device_reaches_the_brute_force_optimum(backend: Backend, 
     assert isinstance(res.extra["trace"], np.ndarray)
     assert res.fun == pytest.approx(best, rel=1e-6)
     assert res.fun == pytest.approx(float(objective(host, res.x)), rel=1e-6)
+
+
+def test_a_sweep_plans_every_prescription_to_its_brute_force_optimum(backend: Backend) -> None:
+    """One annealing run, its chains split over prescription levels, each chain scored at
+    its own level: every level's plan is that level's optimum."""
+    host = synthetic_problem(1, RECTUM_LIMITS)
+    levels = [0.8 * host.prescription_gy, host.prescription_gy, 1.25 * host.prescription_gy]
+    plans = SimulatedAnnealingOptimizer().sweep(
+        on_backend(host, backend), levels, rng=5, chains_per_level=8, iterations=3000
+    )
+    optima = [brute_force(dataclasses.replace(host, prescription_gy=rx))[1] for rx in levels]
+    assert [plan.extra["prescription_gy"] for plan in plans] == levels
+    assert [plan.fun for plan in plans] == pytest.approx(optima, rel=1e-6)
+    assert len({plan.x.tobytes() for plan in plans}) == 3  # the levels need different plans
 
 
 def test_a_fixed_seed_gives_the_same_plan_on_the_same_backend(backend: Backend) -> None:
