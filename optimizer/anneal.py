@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 import numpy as np
+from seedopt.kernels.anneal import step_functions
 
 from seedopt.backend import array_module, free_bytes
 from seedopt.errors import SeedoptError
@@ -69,11 +70,15 @@ def anneal_chains(
     p_swap: float,
     x0: Any,
     bar: Any,
+    use_kernels: bool | None = None,
 ) -> tuple[Any, Any, Any]:
     """The annealing loop of ``anneal`` on ``p`` (already ``decisive_rows``); ``p``'s
     prescription may be one per chain (a sweep). Returns each chain's best loading
-    ((chains, m) bool) and objective ((chains,)) and the trace, in the matrices' module."""
+    ((chains, m) bool) and objective ((chains,)) and the trace, in the matrices' module.
+    The dose updates are the CUDA kernels of ``kernels.anneal`` on the GPU unless
+    ``use_kernels`` is False, their pure-array references otherwise."""
     xp = array_module(p.A_target)
+    propose, accept = step_functions(xp, use_kernels)
     m = p.n_candidates
     need, free = state_nbytes(p, chains), free_bytes(xp)
     if need > free:
@@ -145,13 +150,8 @@ def anneal_chains(
         w_rem, w_add = rem >= 0, add >= 0
         i_rem, i_add = xp.maximum(rem, 0), xp.maximum(add, 0)
 
-        sign_rem = w_rem[:, None].astype(xp.float64)
-        sign_add = w_add[:, None].astype(xp.float64)
-        new_t = d_t + sign_add * cols_t[i_add] - sign_rem * cols_t[i_rem]
-        new_o = {
-            s: d_o[s] + sign_add * cols_o[s][i_add] - sign_rem * cols_o[s][i_rem]
-            for s in structures
-        }
+        new_t = propose(d_t, cols_t, add, rem)
+        new_o = {s: propose(d_o[s], cols_o[s], add, rem) for s in structures}
         nd_rem, nd_add = needle[i_rem], needle[i_add]
         frees = w_rem & (count[rows, nd_rem] == 1) & ~(w_add & (nd_add == nd_rem))
         opens = w_add & (count[rows, nd_add] == 0)
@@ -174,8 +174,8 @@ def anneal_chains(
         count[rows, nd_add] = count[rows, nd_add] + took_add
         n_seeds = xp.where(acc, new_seeds, n_seeds)
         n_needles = xp.where(acc, new_needles, n_needles)
-        d_t = xp.where(acc[:, None], new_t, d_t)
-        d_o = {s: xp.where(acc[:, None], new_o[s], d_o[s]) for s in structures}
+        d_t = accept(d_t, new_t, acc)
+        d_o = {s: accept(d_o[s], new_o[s], acc) for s in structures}
         f = xp.where(acc, new_f, f)
 
         better = f < best_f
@@ -203,6 +203,7 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         p_shift: float = 0.2,
         p_swap: float = 0.2,
         x0: Any = None,
+        use_kernels: bool | None = None,
     ) -> OptimizeResult:
         """Anneal ``chains`` chains for ``iterations`` steps; return the best loading seen.
 
@@ -217,6 +218,7 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         p_swap : probability that a move takes a loaded seed to a free candidate of a needle
             in use.
         x0 : (m,) start loading of every chain; default the empty loading.
+        use_kernels : False runs the pure-array dose updates on the GPU too (for tests).
 
         Returns
         -------
@@ -237,6 +239,7 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
             p_swap=p_swap,
             x0=x0,
             bar=self.progress_bar(iterations, "anneal" if x0 is None else "anneal (warm start)"),
+            use_kernels=use_kernels,
         )
         xp = array_module(best_f)
         chain = int(xp.argmin(best_f))

@@ -9,12 +9,11 @@ reference within 1e-5 relative in float32 (marked ``gpu``, skipped without a dev
 from __future__ import annotations
 
 import ctypes
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cuda_build import host_library, needs_nvcc, ptx_entries
 from seedopt.kernels import tg43 as ktg43
 
 from seedopt.backend import cpu_backend
@@ -22,7 +21,6 @@ from seedopt.dose import influence_matrix
 from seedopt.dose.influence import _Prepared, gy_per_seed
 from seedopt.sources import Source, get_model, known_models
 
-HERE = Path(__file__).parent / "cuda_host"
 KERNEL = Path(ktg43.__file__).with_name("tg43_influence.cu")
 INSTANTIATE = """
 template __global__ void tg43_influence<float>(const float*, const float*, const float*,
@@ -43,44 +41,14 @@ def random_case(n_points: int, n_seeds: int, seed: int = 5):
     return points, seeds, axes
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+@needs_nvcc
 def test_cuda_source_compiles_with_nvcc(tmp_path: Path) -> None:
-    src = tmp_path / "k.cu"
-    src.write_text(ktg43.cuda_source() + INSTANTIATE)
-    ptx = tmp_path / "k.ptx"
-    options = [o.replace("--fmad", "-fmad") for o in ktg43.COMPILE_OPTIONS]
-    r = subprocess.run(
-        ["nvcc", *options, "-Werror", "all-warnings", "-ptx", str(src), "-o", str(ptx)],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr
-    assert ptx.read_text().count(".entry") == 2
+    assert ptx_entries(ktg43.cuda_source() + INSTANTIATE, ktg43.COMPILE_OPTIONS, tmp_path) == 2
 
 
 @pytest.fixture(scope="module")
 def host_kernel(tmp_path_factory):
-    if shutil.which("g++") is None:
-        pytest.skip("g++ not installed")
-    lib = tmp_path_factory.mktemp("cuda_host") / "libtg43host.so"
-    r = subprocess.run(
-        [
-            "g++",
-            "-O1",
-            "-ffp-contract=off",
-            "-shared",
-            "-fPIC",
-            f"-I{HERE}",
-            f'-DKERNEL_SOURCE="{KERNEL}"',
-            str(HERE / "launch.cpp"),
-            "-o",
-            str(lib),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr
-    return ctypes.CDLL(str(lib))
+    return host_library(KERNEL, "launch.cpp", tmp_path_factory.mktemp("cuda_host"))
 
 
 def run_host_kernel(lib, prep: _Prepared, cutoff_cm: float | None) -> np.ndarray:
