@@ -32,17 +32,19 @@ Accept = Callable[[Any, Any, Any], Any]
 
 def propose_reference(dose: Any, cols: Any, add: Any, rem: Any) -> Any:
     """New (chains, rows) float64 doses: ``dose`` plus column ``add[c]`` of ``cols`` minus
-    column ``rem[c]`` (each omitted where the index is negative); ``cols`` is (m, rows)."""
+    column ``rem[c]`` (each omitted where the index is negative); ``cols`` is (m, rows).
+    The columns are masked in their own dtype (a product by 1 or 0 is exact) and widened in
+    the sum, as the kernel widens each entry."""
     xp = array_module(dose)
-    plus = xp.where((add >= 0)[:, None], cols[xp.maximum(add, 0)].astype(xp.float64), 0.0)
-    minus = xp.where((rem >= 0)[:, None], cols[xp.maximum(rem, 0)].astype(xp.float64), 0.0)
+    plus = cols[xp.maximum(add, 0)] * (add >= 0)[:, None].astype(cols.dtype)
+    minus = cols[xp.maximum(rem, 0)] * (rem >= 0)[:, None].astype(cols.dtype)
     return dose + plus - minus
 
 
 def accept_reference(dose: Any, proposed: Any, accepted: Any) -> Any:
-    """The doses with each accepted chain's row replaced by its proposal."""
-    xp = array_module(dose)
-    return xp.where(accepted[:, None], proposed, dose)
+    """``dose`` with each accepted chain's row replaced by its proposal, in place."""
+    dose[accepted] = proposed[accepted]
+    return dose
 
 
 def cuda_source() -> str:

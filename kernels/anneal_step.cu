@@ -1,6 +1,6 @@
 // Simulated-annealing step kernels: one thread per (chain, row) dose entry, grid-stride.
-// Mirror seedopt.kernels.anneal.propose_reference / accept_reference operation by operation
-// in float64, so both give the same doses bit for bit. Doses are (chains, rows) row-major;
+// Mirror seedopt.kernels.anneal.propose_reference / accept_reference: the same float64
+// doses bit for bit (each column entry widened exactly). Doses are (chains, rows) row-major;
 // the candidates' columns are (m, rows) row-major (one candidate per row), float or __half.
 #include <cuda_fp16.h>
 
