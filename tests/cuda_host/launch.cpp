@@ -4,12 +4,7 @@
 // (the kernel is compiled with --fmad=false). KERNEL_SOURCE is the .cu file's path.
 #include <math.h>
 
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __restrict__ __restrict
-struct Dim3 { unsigned x, y, z; };
-static Dim3 blockIdx, blockDim, threadIdx, gridDim;
+#include "device_shim.h"
 static inline float __ldg(const float* p) { return *p; }
 
 #include KERNEL_SOURCE

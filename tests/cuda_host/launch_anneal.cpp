@@ -4,12 +4,7 @@
 // float: callers pass float16 values already widened to float32.
 #include <math.h>
 
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __restrict__ __restrict
-struct Dim3 { unsigned x, y, z; };
-static Dim3 blockIdx, blockDim, threadIdx, gridDim;
+#include "device_shim.h"
 
 #include KERNEL_SOURCE
 
