@@ -16,11 +16,13 @@ from pydantic import (
     NonNegativeFloat,
     PositiveFloat,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from ..errors import SeedoptError
-from .shapes import ShapeSpec, Vec3
+from .shapes import Contours, CTBody, ShapeSpec, Vec3
 
 
 class _Strict(BaseModel):
@@ -55,6 +57,30 @@ class RolesSpec(_Strict):
     nogo: list[str] = Field(default_factory=list, description="structures needles must avoid")
 
 
+class DicomSpec(_Strict):
+    """DICOM images of a case; relative paths are relative to the config file's folder."""
+
+    rtstruct: Path = Field(description="the RT Structure Set file")
+    ct: Path | None = Field(None, description="the folder of CT slices (None: water, no CT)")
+    slice_thickness_mm: PositiveFloat | None = Field(
+        None, description="slab each contour stands for (default: the CT's slice spacing)"
+    )
+
+    @field_validator("rtstruct", "ct")
+    @classmethod
+    def _relative_to_config(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base_dir")
+        return Path(base) / v if v is not None and base is not None and not v.is_absolute() else v
+
+
+def fold_name(name: Any, known: Any) -> Any:
+    """``name`` spelled as in ``known`` when it matches one case-insensitively (else as is)."""
+    if not isinstance(name, str) or name in known:
+        return name
+    folded = {str(k).casefold(): k for k in known}
+    return folded.get(name.casefold(), name)
+
+
 class CaseSpec(_Strict):
     name: str
     description: str = ""
@@ -62,9 +88,38 @@ class CaseSpec(_Strict):
     structures: dict[str, ShapeSpec]
     roles: RolesSpec
     target_margin_mm: NonNegativeFloat = Field(0.0, description="GTV -> CTV/PTV expansion, mm")
+    dicom: DicomSpec | None = Field(None, description="DICOM images the structures come from")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_role_names(cls, data: Any) -> Any:
+        """Roles name structures case-insensitively."""
+        if not (isinstance(data, dict) and isinstance(data.get("structures"), dict)):
+            return data
+        roles, known = data.get("roles"), data["structures"]
+        if not isinstance(roles, dict):
+            return data
+        roles = dict(roles)
+        for key in ("target", "body", "cord"):
+            if key in roles:
+                roles[key] = fold_name(roles[key], known)
+        for key in ("oars", "nogo"):
+            if isinstance(roles.get(key), list):
+                roles[key] = [fold_name(n, known) for n in roles[key]]
+        if isinstance(roles.get("skin"), dict) and "structure" in roles["skin"]:
+            roles["skin"] = {
+                **roles["skin"],
+                "structure": fold_name(roles["skin"]["structure"], known),
+            }
+        return {**data, "roles": roles}
 
     @model_validator(mode="after")
     def _names_exist(self) -> CaseSpec:
+        for name, s in self.structures.items():
+            if isinstance(s, (Contours, CTBody)) and self.dicom is None:
+                raise ValueError(f"structures.{name}: a {s.shape} structure needs a dicom section")
+            if isinstance(s, CTBody) and self.dicom is not None and self.dicom.ct is None:
+                raise ValueError(f"structures.{name}: ct_body needs dicom.ct")
         known = set(self.structures)
         r = self.roles
         named = {
@@ -129,7 +184,8 @@ def load_case_spec(data: dict[str, Any] | str | Path, source: str | None = None)
     fields = set(CaseSpec.model_fields)
     plan_keys = {"source", "prescription_gy", "approach", "goals", "optimizer", "dose"}
     case_part = {k: v for k, v in data.items() if k in fields or k not in plan_keys}
+    context = {"base_dir": Path(source).parent} if Path(source).exists() else None
     try:
-        return CaseSpec.model_validate(case_part)
+        return CaseSpec.model_validate(case_part, context=context)
     except ValidationError as exc:
         raise SeedoptError(format_validation_error(exc, source)) from None
