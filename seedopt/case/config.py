@@ -30,7 +30,9 @@ class _Strict(BaseModel):
 
 
 class GridSpec(_Strict):
-    spacing_mm: PositiveFloat = Field(2.0, description="voxel size (default 2 mm; 1 mm available)")
+    spacing_mm: PositiveFloat | tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+        2.0, description="voxel size (default 2 mm; 1 mm available), or x, y, z sizes"
+    )
     min_mm: Vec3 = Field(description="x, y, z of the first voxel centre, mm")
     max_mm: Vec3 = Field(description="x, y, z the voxel centres reach, mm")
 

@@ -215,7 +215,12 @@ def init_case(
     g_lo = np.minimum(t_lo - margin_mm, exits.min(axis=0) - 10)
     g_hi = np.maximum(t_hi + margin_mm, exits.max(axis=0) + 10)
     g_lo, g_hi = np.floor(g_lo), np.ceil(g_hi)
-    grid = Grid.covering(tuple(g_lo), tuple(g_hi), spacing_mm)  # type: ignore[arg-type]
+    # Grid planes on the contour planes (the CT slices): one contour, one dose plane.
+    z_ref = min(target_roi.planes)
+    g_lo[2] = z_ref + thickness * np.floor((g_lo[2] - z_ref) / thickness)
+    g_hi[2] = z_ref + thickness * np.ceil((g_hi[2] - z_ref) / thickness)
+    step = (spacing_mm, spacing_mm, thickness)
+    grid = Grid.covering(tuple(g_lo), tuple(g_hi), step)  # type: ignore[arg-type]
 
     centre = tpts.mean(axis=0)
     plane_along = float((exits @ d).min()) - 15.0
@@ -238,8 +243,10 @@ def init_case(
             continue
         r_lo, r_hi = _roi_box(r, thickness)
         g_edge = np.asarray(grid.spacing_mm) / 2
-        if np.any(r_hi < g_lo - g_edge) or np.any(r_lo > g_hi + g_edge) or not (
-            images.roi_mask(r.name, grid).any()
+        if (
+            np.any(r_hi < g_lo - g_edge)
+            or np.any(r_lo > g_hi + g_edge)
+            or not (images.roi_mask(r.name, grid).any())
         ):
             decisions.append(
                 Decision(r.name, r.interpreted_type, planes, "left out: outside the dose grid")
@@ -299,8 +306,12 @@ description: {json.dumps(f"{target_roi.name} from {ss.path.name}")}
 dicom:
   rtstruct: {json.dumps(_rel(rtstruct, base))}
 {ct_line}  slice_thickness_mm: {thickness:g}   # each contour stands for z +- half of this
-# Dose grid: the target's box plus {margin_mm:g} mm, and the skin the needles enter through.
-grid: {{spacing_mm: {spacing_mm:g}, min_mm: {_fmt(g_lo)}, max_mm: {_fmt(g_hi)}}}
+# Dose grid: the target's box plus {margin_mm:g} mm, and the skin the needles enter through;
+# x, y, z spacing, its planes on the contour planes.
+grid:
+  spacing_mm: [{spacing_mm:g}, {spacing_mm:g}, {thickness:g}]
+  min_mm: [{", ".join(f"{v:.2f}" for v in g_lo)}]
+  max_mm: [{", ".join(f"{v:.2f}" for v in g_hi)}]
 structures:
 {chr(10).join(structures)}
 roles:

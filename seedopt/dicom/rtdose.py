@@ -50,7 +50,8 @@ def build_rtdose(
     ds.DoseGridScaling = f"{scale:.8e}"  # DS: at most 16 characters
     scale = float(ds.DoseGridScaling)
     dtype = np.uint32 if bits == 32 else np.uint16
-    ds.PixelData = np.clip(np.rint(dose_gy / scale), 0, levels).astype(dtype).tobytes()
+    counts = np.rint(np.asarray(dose_gy, dtype=np.float64) / scale)
+    ds.PixelData = np.clip(counts, 0, levels).astype(dtype).tobytes()
     if rtplan is not None:
         ref = Dataset()
         ref.ReferencedSOPClassUID = rtplan.SOPClassUID

@@ -2,8 +2,9 @@
 brachytherapy RT Plan (seedopt's, or a commercial system's with one setup or channel per seed).
 
 Layout written: one application setup; one channel per needle, its control points from the
-needle tip outwards, two per seed at the seed's centre with the cumulative time weight rising
-by one between them (so channel k with n seeds has 2n control points and final weight n).
+needle tip outwards: one at the tip (weight 0), two per seed at the seed's centre with the
+cumulative time weight rising by one between them, one at the skin entry (so a needle with n
+seeds has 2n + 2 control points and final weight n). Seeds lie along the channel (tip to entry).
 """
 
 from __future__ import annotations
@@ -70,36 +71,49 @@ def _source_item(plan: Plan, date: str, time: str) -> Dataset:
     item.SourceIsotopeHalfLife = round(src.half_life_d, 3)
     item.SourceStrengthUnits = "AIR_KERMA_RATE"
     item.ReferenceAirKermaRate = round(src.air_kerma_strength_u, 6)  # uGy h^-1 at 1 m = U
+    item.SourceStrength = item.ReferenceAirKermaRate  # in SourceStrengthUnits: U
     item.SourceStrengthReferenceDate = date
     item.SourceStrengthReferenceTime = time
     return item
 
 
-def _channel_item(
-    number: int, seeds_mm: np.ndarray, tip_mm: np.ndarray, mean_life_s: float
+def _control_point(
+    index: int, from_tip_mm: float, position_mm: np.ndarray, weight: float
 ) -> Dataset:
+    cp = Dataset()
+    cp.ControlPointIndex = index
+    cp.ControlPointRelativePosition = round(float(from_tip_mm), 3)
+    cp.ControlPoint3DPosition = [round(float(v), 3) for v in position_mm]
+    cp.CumulativeTimeWeight = float(weight)
+    return cp
+
+
+def _channel_item(
+    number: int, seeds_mm: np.ndarray, tip_mm: np.ndarray, entry_mm: np.ndarray, mean_life_s: float
+) -> Dataset:
+    """One needle: a control point at the tip, two per seed (tip outwards), one at the entry."""
     from_tip = np.linalg.norm(seeds_mm - tip_mm, axis=1)
     order = np.argsort(from_tip, kind="stable")
+    length = float(np.linalg.norm(entry_mm - tip_mm))
     ch = Dataset()
     ch.ChannelNumber = number
+    ch.ChannelLength = round(length, 2)
     ch.ChannelTotalTime = round(mean_life_s, 1)
     ch.SourceMovementType = "FIXED"
     ch.ReferencedSourceNumber = 1
-    ch.NumberOfControlPoints = 2 * len(order)
+    ch.NumberOfControlPoints = 2 * len(order) + 2
     ch.SourceApplicatorNumber = number
-    ch.SourceApplicatorType = "RIGID"
     ch.SourceApplicatorID = f"needle {number}"
-    ch.SourceApplicatorLength = round(float(from_tip.max()) + 1.0, 2)
+    ch.SourceApplicatorType = "RIGID"
+    ch.SourceApplicatorLength = ch.ChannelLength
+    ch.ReferencedROINumber = None  # type 2C: no applicator structure
+    ch.TransferTubeNumber = None  # type 2: no transfer tube (permanent seeds)
     ch.FinalCumulativeTimeWeight = float(len(order))
-    points = []
+    points = [_control_point(0, 0.0, tip_mm, 0)]
     for k, s in enumerate(order):
         for j in (0, 1):
-            cp = Dataset()
-            cp.ControlPointIndex = 2 * k + j
-            cp.ControlPointRelativePosition = round(float(from_tip[s]), 3)
-            cp.ControlPoint3DPosition = [round(float(v), 3) for v in seeds_mm[s]]
-            cp.CumulativeTimeWeight = float(k + j)
-            points.append(cp)
+            points.append(_control_point(len(points), from_tip[s], seeds_mm[s], k + j))
+    points.append(_control_point(len(points), length, entry_mm, len(order)))
     ch.BrachyControlPointSequence = Sequence(points)
     return ch
 
@@ -149,9 +163,10 @@ def build_rtplan(plan: Plan, structure_set: StructureSet, target_roi_number: int
     channels = []
     for number, k in enumerate(plan.used_needles(), start=1):
         on = plan.loaded & (plan.candidates.seed_needle == k)
+        needle = plan.candidates.needles[k]
         channels.append(
             _channel_item(
-                number, plan.candidates.seeds_mm[on], plan.candidates.needles[k].tip_mm, mean_life_s
+                number, plan.candidates.seeds_mm[on], needle.tip_mm, needle.entry_mm, mean_life_s
             )
         )
     setup.ChannelSequence = Sequence(channels)
