@@ -83,7 +83,7 @@ def _control_point(
     cp = Dataset()
     cp.ControlPointIndex = index
     cp.ControlPointRelativePosition = round(float(from_tip_mm), 3)
-    cp.ControlPoint3DPosition = [round(float(v), 3) for v in position_mm]
+    cp.ControlPoint3DPosition = [f"{float(v):.6f}" for v in position_mm]  # DS: 16 characters
     cp.CumulativeTimeWeight = float(weight)
     return cp
 
