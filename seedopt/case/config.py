@@ -156,7 +156,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line naming the first bad key and what is wrong with it."""
     err = exc.errors()[0]
     loc = ".".join(
-        str(p) for p in err["loc"] if not str(p).startswith(("function-after", "tagged-union"))
+        str(p)
+        for p in err["loc"]
+        if not str(p).startswith(("function-after", "tagged-union", "constrained-", "tuple["))
     )
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
