@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys;print(hashlib.sha1(open("pyproject.toml","rb").read()).hexdigest()[:10])')
 
-.PHONY: demo test bench-matrix lint clean
+.PHONY: demo test test-tools bench-matrix lint clean
 
 $(STAMP):
 	$(PYTHON) -c 'import sys; sys.exit("seedopt needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -18,7 +18,17 @@ demo: $(STAMP)
 	$(BIN)/seedopt commission --out out/commissioning
 	$(BIN)/seedopt plan configs/cases/vertebral.yaml --out out/vertebral
 
-test: $(STAMP)
+# The DICOM tests check seedopt's RT Plan / RT Dose with independent tools: dciodvfy (dicom3tools)
+# and plastimatch (Debian packages), installed here when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-tools:
+	@if ! command -v dciodvfy >/dev/null || ! command -v plastimatch >/dev/null; then \
+	  echo "installing dicom3tools and plastimatch (apt)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools plastimatch >/dev/null; \
+	fi
+
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest
 
 bench-matrix: $(STAMP)

@@ -271,6 +271,160 @@ def plan_cmd(
         sys.exit(EXIT_GOALS_MISSED)
 
 
+@cli.command("init-case")
+@click.option(
+    "--ct",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of CT slices (left out: the grid comes from the structures, water).",
+)
+@click.option("--rtstruct", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--target", required=True, help="The target structure's name (case-insensitive).")
+@click.option("--rx", "rx_gy", required=True, type=float, help="Prescription to D90, Gy.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--spacing-mm", default=2.0, show_default=True, help="Dose grid spacing.")
+@click.option("--margin-mm", default=20.0, show_default=True, help="Grid beyond the target.")
+def init_case_cmd(
+    ct: Path | None,
+    rtstruct: Path,
+    target: str,
+    rx_gy: float,
+    out: Path,
+    spacing_mm: float,
+    margin_mm: float,
+) -> None:
+    """Write a complete, commented plan config from a structure set (and CT)."""
+    from .atomic import atomic_path
+    from .dicom.init_case import format_decisions, init_case
+
+    if not (np.isfinite(rx_gy) and rx_gy > 0):
+        raise SeedoptError(f"--rx must be a positive dose in Gy, got {rx_gy:g}")
+    if not (spacing_mm > 0 and margin_mm >= 0):
+        raise SeedoptError("--spacing-mm must be > 0 and --margin-mm >= 0")
+    text, decisions = init_case(rtstruct, target, rx_gy, out, ct, spacing_mm, margin_mm)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    click.echo(format_decisions(decisions))
+    click.echo(f"wrote {out}; plan it with: seedopt plan {out} --out DIR", err=True)
+
+
+def _read_implant(path: Path) -> tuple[np.ndarray, np.ndarray, int, float | None, str | None]:
+    """Seeds from an RT Plan or a CSV: positions (mm), axes, needles, strength (U), model."""
+    try:
+        with path.open("rb") as fh:
+            is_dicom = fh.read(132)[128:132] == b"DICM"
+    except OSError as exc:
+        raise SeedoptError(f"cannot read seeds file {path}: {exc.strerror}") from None
+    if is_dicom:
+        from .dicom import read_rtplan_seeds
+
+        s = read_rtplan_seeds(path)
+        return s.positions_mm, s.axes, s.n_needles, s.strength_u, s.model_id
+    xyz, axes = _read_xyz(path, "seeds")
+    if axes is None:
+        axes = np.tile([0.0, 0.0, 1.0], (len(xyz), 1))
+    return xyz, axes, 0, None, None
+
+
+def _implant_source(spec_source: Source, strength_u: float | None, model_id: str | None) -> Source:
+    """The config's source, with the RT Plan's model and strength where it gives them."""
+    model = spec_source.model
+    if model_id is not None:
+        try:
+            model = get_model(model_id)
+        except SeedoptError:
+            click.echo(
+                f"seeds: source model {model_id!r} is not a consensus model; using the "
+                f"config's {model.model_id}",
+                err=True,
+            )
+    strength = strength_u if strength_u is not None else spec_source.air_kerma_strength_u
+    return Source(model, strength, spec_source.half_life_d)
+
+
+COMPARED = ("D90_gy", "D100_gy", "V100_pct", "V150_pct", "V200_pct", "D0.1cc_gy", "D2cc_gy")
+
+
+def format_comparison(pre: dict[str, Any], post: dict[str, Any]) -> str:
+    """Pre-plan and post-implant metrics side by side (structures and metrics in both)."""
+    lines = [f"{'structure':16} {'metric':9} {'pre-plan':>9} {'implant':>9} {'change':>8}"]
+    for name, s in post["structures"].items():
+        for key in COMPARED:
+            a = pre["structures"].get(name, {}).get(key)
+            b = s.get(key)
+            if a is None or b is None or np.isnan(b):
+                continue
+            lines.append(f"{name:16} {key:9} {a:>9.1f} {b:>9.1f} {b - a:>+8.1f}")
+    return "\n".join(lines)
+
+
+@cli.command("evaluate")
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--seeds",
+    "seeds_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Seeds placed: an RT Plan, or CSV x_mm,y_mm,z_mm[,ux,uy,uz].",
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--plan",
+    "pre_plan",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The pre-plan's output folder: its metrics are reported beside the implant's.",
+)
+@click.option("--strength-u", type=float, help="Air-kerma strength per seed, U (overrides).")
+@backend_option
+def evaluate_cmd(
+    config: Path,
+    seeds_path: Path,
+    out: Path,
+    pre_plan: Path | None,
+    strength_u: float | None,
+    backend: str,
+) -> None:
+    """Post-implant dosimetry of the seeds actually placed, on CONFIG's case."""
+    import json
+
+    from .export import write_json
+    from .plan_config import load_plan_spec
+    from .planning import evaluate_implant
+
+    spec = load_plan_spec(config)
+    seeds, axes, n_needles, plan_strength, model_id = _read_implant(seeds_path)
+    if not np.all(np.isfinite(seeds)):
+        raise SeedoptError(f"seeds file {seeds_path}: coordinates must be finite")
+    source = _implant_source(
+        spec.source.build(), strength_u if strength_u is not None else plan_strength, model_id
+    )
+    pre = None
+    if pre_plan is not None:
+        try:
+            pre = json.loads((pre_plan / "metrics.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise SeedoptError(f"--plan {pre_plan}: cannot read metrics.json ({exc})") from None
+    case, dose, metrics = evaluate_implant(spec, seeds, axes, n_needles, source, _backend(backend))
+    out.mkdir(parents=True, exist_ok=True)
+    if pre is not None:
+        metrics["pre_plan"] = {"folder": str(pre_plan), "structures": pre["structures"]}
+    write_json(out / "metrics.json", metrics)
+    written = ["metrics.json"]
+    if spec.dicom is not None:
+        from .dicom import load_images, write_rtdose
+
+        d = spec.dicom
+        study = load_images(d.rtstruct, d.ct, d.slice_thickness_mm).study
+        write_rtdose(dose, case.grid, study, None, out / "rtdose.dcm")
+        written.append("rtdose.dcm")
+    click.echo(format_report(metrics))
+    if pre is not None:
+        click.echo(format_comparison(pre, metrics))
+    click.echo(f"wrote {', '.join(written)} in {out}/", err=True)
+    if not all(g["met"] for g in metrics["goals"]):
+        sys.exit(EXIT_GOALS_MISSED)
+
+
 def format_report(m: dict[str, Any]) -> str:
     """The metrics table a physicist reads: target, organs, indices, goals with pass/fail."""
     t = m["structures"][m["target"]]

@@ -1,4 +1,5 @@
-"""Plan outputs: plan.json, metrics.json and dose.h5, each written atomically.
+"""Plan outputs: plan.json, metrics.json and dose.h5, each written atomically; rtplan.dcm and
+rtdose.dcm too when the case came from DICOM (``seedopt.dicom``, docs/dicom.md).
 
 plan.json schema (positions in patient coordinates, mm)::
 
@@ -104,4 +105,9 @@ def write_outputs(plan: Plan, out: Path) -> list[Path]:
     write_dose_h5(out / "dose.h5", plan)
     dvh_figure(plan, out / "dvh.png")
     slice_figure(plan, out / "slices.png")
-    return [out / n for n in ("plan.json", "metrics.json", "dose.h5", "dvh.png", "slices.png")]
+    written = [out / n for n in ("plan.json", "metrics.json", "dose.h5", "dvh.png", "slices.png")]
+    if plan.spec.dicom is not None:
+        from .dicom import write_dicom_outputs
+
+        written += write_dicom_outputs(plan, out)
+    return written

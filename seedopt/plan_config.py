@@ -21,7 +21,14 @@ from pydantic import (
 )
 
 from .candidates.config import ApproachSpec
-from .case.config import CaseSpec, _closest, _Strict, format_validation_error, read_yaml
+from .case.config import (
+    CaseSpec,
+    _closest,
+    _Strict,
+    fold_name,
+    format_validation_error,
+    read_yaml,
+)
 from .errors import SeedoptError
 from .metrics import parse_requested_metric
 from .sources import DEFAULT_HALF_LIFE_D, Source, get_model
@@ -100,6 +107,29 @@ class PlanSpec(CaseSpec):
         description="extra Dx / Vx per structure, e.g. {GTV: [D98, V120], SpinalCord: [D1cc]}",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_goal_names(cls, data: Any) -> Any:
+        """Goals and metrics name structures case-insensitively."""
+        if not (isinstance(data, dict) and isinstance(data.get("structures"), dict)):
+            return data
+        known = [*data["structures"], "Skin"]
+        data = dict(data)
+        if isinstance(data.get("metrics"), dict):
+            data["metrics"] = {fold_name(k, known): v for k, v in data["metrics"].items()}
+        goals = data.get("goals")
+        if isinstance(goals, dict) and isinstance(goals.get("hard"), list):
+            data["goals"] = {
+                **goals,
+                "hard": [
+                    {**h, "structure": fold_name(h.get("structure"), known)}
+                    if isinstance(h, dict)
+                    else h
+                    for h in goals["hard"]
+                ],
+            }
+        return data
+
     @model_validator(mode="after")
     def _limit_structures_exist(self) -> PlanSpec:
         known = set(self.structures) | {"Skin"}
@@ -140,6 +170,6 @@ def load_plan_spec(path: str | Path) -> PlanSpec:
     """Validate a plan config file."""
     data = read_yaml(Path(path))
     try:
-        return PlanSpec.model_validate(data)
+        return PlanSpec.model_validate(data, context={"base_dir": Path(path).parent})
     except ValidationError as exc:
         raise SeedoptError(format_validation_error(exc, str(path))) from None

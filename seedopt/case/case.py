@@ -62,7 +62,13 @@ class Case:
         """Build the masks of a validated case config."""
         g = spec.grid
         grid = Grid.covering(g.min_mm, g.max_mm, g.spacing_mm)
-        masks = build_masks(dict(spec.structures), grid)
+        images = None
+        if spec.dicom is not None:
+            from ..dicom.images import load_images
+
+            d = spec.dicom
+            images = load_images(d.rtstruct, d.ct, d.slice_thickness_mm)
+        masks = build_masks(dict(spec.structures), grid, images)
         roles = spec.roles
         target = roles.target
         if spec.target_margin_mm > 0:

@@ -16,11 +16,13 @@ from pydantic import (
     NonNegativeFloat,
     PositiveFloat,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from ..errors import SeedoptError
-from .shapes import ShapeSpec, Vec3
+from .shapes import Contours, CTBody, ShapeSpec, Vec3
 
 
 class _Strict(BaseModel):
@@ -28,7 +30,9 @@ class _Strict(BaseModel):
 
 
 class GridSpec(_Strict):
-    spacing_mm: PositiveFloat = Field(2.0, description="voxel size (default 2 mm; 1 mm available)")
+    spacing_mm: PositiveFloat | tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+        2.0, description="voxel size (default 2 mm; 1 mm available), or x, y, z sizes"
+    )
     min_mm: Vec3 = Field(description="x, y, z of the first voxel centre, mm")
     max_mm: Vec3 = Field(description="x, y, z the voxel centres reach, mm")
 
@@ -55,6 +59,30 @@ class RolesSpec(_Strict):
     nogo: list[str] = Field(default_factory=list, description="structures needles must avoid")
 
 
+class DicomSpec(_Strict):
+    """DICOM images of a case; relative paths are relative to the config file's folder."""
+
+    rtstruct: Path = Field(description="the RT Structure Set file")
+    ct: Path | None = Field(None, description="the folder of CT slices (None: water, no CT)")
+    slice_thickness_mm: PositiveFloat | None = Field(
+        None, description="slab each contour stands for (default: the CT's slice spacing)"
+    )
+
+    @field_validator("rtstruct", "ct")
+    @classmethod
+    def _relative_to_config(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base_dir")
+        return Path(base) / v if v is not None and base is not None and not v.is_absolute() else v
+
+
+def fold_name(name: Any, known: Any) -> Any:
+    """``name`` spelled as in ``known`` when it matches one case-insensitively (else as is)."""
+    if not isinstance(name, str) or name in known:
+        return name
+    folded = {str(k).casefold(): k for k in known}
+    return folded.get(name.casefold(), name)
+
+
 class CaseSpec(_Strict):
     name: str
     description: str = ""
@@ -62,9 +90,38 @@ class CaseSpec(_Strict):
     structures: dict[str, ShapeSpec]
     roles: RolesSpec
     target_margin_mm: NonNegativeFloat = Field(0.0, description="GTV -> CTV/PTV expansion, mm")
+    dicom: DicomSpec | None = Field(None, description="DICOM images the structures come from")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_role_names(cls, data: Any) -> Any:
+        """Roles name structures case-insensitively."""
+        if not (isinstance(data, dict) and isinstance(data.get("structures"), dict)):
+            return data
+        roles, known = data.get("roles"), data["structures"]
+        if not isinstance(roles, dict):
+            return data
+        roles = dict(roles)
+        for key in ("target", "body", "cord"):
+            if key in roles:
+                roles[key] = fold_name(roles[key], known)
+        for key in ("oars", "nogo"):
+            if isinstance(roles.get(key), list):
+                roles[key] = [fold_name(n, known) for n in roles[key]]
+        if isinstance(roles.get("skin"), dict) and "structure" in roles["skin"]:
+            roles["skin"] = {
+                **roles["skin"],
+                "structure": fold_name(roles["skin"]["structure"], known),
+            }
+        return {**data, "roles": roles}
 
     @model_validator(mode="after")
     def _names_exist(self) -> CaseSpec:
+        for name, s in self.structures.items():
+            if isinstance(s, (Contours, CTBody)) and self.dicom is None:
+                raise ValueError(f"structures.{name}: a {s.shape} structure needs a dicom section")
+            if isinstance(s, CTBody) and self.dicom is not None and self.dicom.ct is None:
+                raise ValueError(f"structures.{name}: ct_body needs dicom.ct")
         known = set(self.structures)
         r = self.roles
         named = {
@@ -99,7 +156,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line naming the first bad key and what is wrong with it."""
     err = exc.errors()[0]
     loc = ".".join(
-        str(p) for p in err["loc"] if not str(p).startswith(("function-after", "tagged-union"))
+        str(p)
+        for p in err["loc"]
+        if not str(p).startswith(("function-after", "tagged-union", "constrained-", "tuple["))
     )
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -129,7 +188,8 @@ def load_case_spec(data: dict[str, Any] | str | Path, source: str | None = None)
     fields = set(CaseSpec.model_fields)
     plan_keys = {"source", "prescription_gy", "approach", "goals", "optimizer", "dose"}
     case_part = {k: v for k, v in data.items() if k in fields or k not in plan_keys}
+    context = {"base_dir": Path(source).parent} if Path(source).exists() else None
     try:
-        return CaseSpec.model_validate(case_part)
+        return CaseSpec.model_validate(case_part, context=context)
     except ValidationError as exc:
         raise SeedoptError(format_validation_error(exc, source)) from None

@@ -24,14 +24,20 @@ class Grid:
 
     @classmethod
     def covering(
-        cls, lo_mm: tuple[float, float, float], hi_mm: tuple[float, float, float], spacing_mm: float
+        cls,
+        lo_mm: tuple[float, float, float],
+        hi_mm: tuple[float, float, float],
+        spacing_mm: float | tuple[float, float, float],
     ) -> Grid:
-        """The grid of cubic voxels whose centres cover the box [lo, hi] (x, y, z, mm)."""
+        """The grid whose voxel centres cover the box [lo, hi] (x, y, z, mm); cubic voxels when
+        ``spacing_mm`` is one number, else (x, y, z) spacings."""
+        step = (spacing_mm,) * 3 if isinstance(spacing_mm, (int, float)) else tuple(spacing_mm)
         n = [
-            int(np.floor((h - lo) / spacing_mm + 1e-9)) + 1
-            for lo, h in zip(lo_mm, hi_mm, strict=True)
+            int(np.floor((h - lo) / s + 1e-9)) + 1
+            for lo, h, s in zip(lo_mm, hi_mm, step, strict=True)
         ]
-        return cls(tuple(float(v) for v in lo_mm), (spacing_mm,) * 3, (n[2], n[1], n[0]))  # type: ignore[arg-type]
+        spacing = tuple(float(v) for v in step)
+        return cls(tuple(float(v) for v in lo_mm), spacing, (n[2], n[1], n[0]))  # type: ignore[arg-type]
 
     @property
     def voxel_cc(self) -> float:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
+from ..errors import SeedoptError
 from .grid import Grid
 
 Vec3 = tuple[float, float, float]
@@ -68,12 +69,52 @@ class Box(_Shape):
         return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1)
 
 
-ShapeSpec = Annotated[Ellipsoid | Cylinder | Box, Field(discriminator="shape")]
+class ImageSource(Protocol):
+    """Where image-based structures come from (``seedopt.dicom.images.CaseImages``)."""
+
+    def roi_mask(self, name: str, grid: Grid, key: str = ...) -> np.ndarray: ...
+
+    def body_mask(self, grid: Grid, threshold_hu: float, key: str = ...) -> np.ndarray: ...
 
 
-def build_masks(shapes: dict[str, Ellipsoid | Cylinder | Box], grid: Grid) -> dict[str, np.ndarray]:
-    """Masks of every shape, with ``minus`` and ``within`` applied (in the order given)."""
-    raw = {name: np.ascontiguousarray(s.mask(grid), dtype=bool) for name, s in shapes.items()}
+class Contours(_Shape):
+    """A structure of the case's RT Structure Set (``dicom.rtstruct``), rasterized."""
+
+    shape: Literal["contours"]
+    roi: str = Field(description="ROI name in the structure set (case-insensitive)")
+
+
+class CTBody(_Shape):
+    """The body derived from the case's CT: HU threshold, largest component, holes filled."""
+
+    shape: Literal["ct_body"]
+    threshold_hu: float = Field(-300.0, description="voxels above this are body, HU")
+
+
+Shape = Ellipsoid | Cylinder | Box | Contours | CTBody
+ShapeSpec = Annotated[Shape, Field(discriminator="shape")]
+
+
+def build_masks(
+    shapes: dict[str, Shape], grid: Grid, images: ImageSource | None = None
+) -> dict[str, np.ndarray]:
+    """Masks of every shape, with ``minus`` and ``within`` applied (in the order given).
+
+    Image-based shapes (``contours``, ``ct_body``) read ``images``.
+    """
+    raw = {}
+    for name, s in shapes.items():
+        if isinstance(s, (Contours, CTBody)):
+            if images is None:
+                raise SeedoptError(f"structures.{name}: a {s.shape} structure needs dicom images")
+            m = (
+                images.roi_mask(s.roi, grid, key=f"structures.{name}.roi")
+                if isinstance(s, Contours)
+                else images.body_mask(grid, s.threshold_hu, key=f"structures.{name}")
+            )
+        else:
+            m = s.mask(grid)
+        raw[name] = np.ascontiguousarray(m, dtype=bool)
     out: dict[str, np.ndarray] = {}
     for name, s in shapes.items():
         m = raw[name].copy()

@@ -1,0 +1,50 @@
+"""DICOM RT in and out: CT and RT Structure Set import (``ct``, ``rtstruct``, ``images``),
+case configs from DICOM (``init_case``), RT Plan and RT Dose export and import (``rtplan``,
+``rtdose``). See docs/dicom.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .ct import CTSeries, load_ct
+from .images import CaseImages, load_images
+from .rtdose import read_rtdose, write_rtdose
+from .rtplan import ImplantSeeds, read_rtplan_seeds, write_rtplan
+from .rtstruct import StructureSet, load_rtstruct, rasterize
+
+if TYPE_CHECKING:
+    from ..planning import Plan
+
+__all__ = [
+    "CTSeries",
+    "CaseImages",
+    "ImplantSeeds",
+    "StructureSet",
+    "load_ct",
+    "load_images",
+    "load_rtstruct",
+    "rasterize",
+    "read_rtdose",
+    "read_rtplan_seeds",
+    "write_dicom_outputs",
+    "write_rtdose",
+    "write_rtplan",
+]
+
+
+def write_dicom_outputs(plan: Plan, out: Path) -> list[Path]:
+    """rtplan.dcm and rtdose.dcm of a plan whose case came from DICOM, on the structure set's
+    frame of reference and study; the RT Dose references the RT Plan, which references the
+    structure set."""
+    from ..case.shapes import Contours
+
+    d = plan.spec.dicom
+    if d is None:
+        raise ValueError("the plan's case has no dicom section")
+    ss = load_images(d.rtstruct, d.ct, d.slice_thickness_mm).structure_set
+    target = plan.spec.structures[plan.spec.roles.target]
+    number = ss.roi(target.roi).number if isinstance(target, Contours) else None
+    rtplan = write_rtplan(plan, ss, out / "rtplan.dcm", number)
+    write_rtdose(plan.dose_gy, plan.case.grid, ss.study, rtplan, out / "rtdose.dcm")
+    return [out / "rtplan.dcm", out / "rtdose.dcm"]

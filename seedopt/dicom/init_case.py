@@ -1,0 +1,347 @@
+"""``seedopt init-case``: a complete, commented plan config from a structure set (and CT).
+
+Roles are guessed from ROI names and RT ROI Interpreted Types; organs recognised by name get
+seedopt's starting limits (``ORGAN_RULES``: not a protocol; set your institution's); the needle
+approach is the template direction with the shortest paths from the skin to the target that
+keep clear of the nogo organs; the dose grid covers the target plus a margin and the skin the
+needles enter through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..candidates.seeds import mask_at
+from ..case.grid import Grid
+from ..case.structures import expand
+from ..errors import SeedoptError
+from .images import CaseImages, load_images
+from .rtstruct import ROI
+
+BODY_NAMES = re.compile(r"^(body|external|outline|ext|patient|skin_?outline)$", re.I)
+SKIN_NAMES = re.compile(r"skin", re.I)
+DIRECTIONS = {
+    "anterior (+y)": (0.0, 1.0, 0.0),
+    "posterior (-y)": (0.0, -1.0, 0.0),
+    "patient's right (+x)": (1.0, 0.0, 0.0),
+    "patient's left (-x)": (-1.0, 0.0, 0.0),
+    "anterior right": (0.7071, 0.7071, 0.0),
+    "anterior left": (-0.7071, 0.7071, 0.0),
+    "posterior right": (0.7071, -0.7071, 0.0),
+    "posterior left": (-0.7071, -0.7071, 0.0),
+}
+"""Needle directions considered (into the patient, LPS): from the front, the back, the sides
+and the four axial diagonals. The label says where the template stands."""
+
+
+@dataclass(frozen=True)
+class OrganRule:
+    """A recognised organ: name pattern, the limited metric, its limit (Gy, or a fraction of
+    the prescription when ``of_rx``), and whether needles must avoid it."""
+
+    pattern: str
+    metric: str
+    limit: float
+    of_rx: bool
+    nogo: bool
+    cord: bool = False
+
+
+ORGAN_RULES = (
+    OrganRule(r"spinal|cord|myel", "D0.1cc", 45.0, False, True, cord=True),
+    OrganRule(r"brain\s*stem|brainstem", "D0.1cc", 45.0, False, True),
+    OrganRule(r"plexus", "D0.1cc", 60.0, False, True),
+    OrganRule(r"heart|aorta|vessel|carotid|jugular|vena|artery", "D2cc", 1.0, True, True),
+    OrganRule(r"lung|trachea|bronch|(o)?esophag", "D2cc", 1.0, True, True),
+    OrganRule(r"bowel|colon|sigmoid|duoden|stomach", "D2cc", 1.0, True, True),
+    OrganRule(
+        r"rectum|bladder|urethra|kidney|liver|parotid|mandible|larynx", "D2cc", 1.0, True, False
+    ),
+)
+"""seedopt's starting limits for organs it recognises by name (case-insensitive search):
+cord and brainstem D0.1cc <= 45 Gy (the project default for the cord), brachial plexus
+D0.1cc <= 60 Gy, other organs D2cc <= the prescription. Not a protocol."""
+
+SKIN_D2CC_GY = 70.0
+MAX_DEPTH_MM = 200.0
+NOGO_CLEARANCE_MM = 5.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What init-case did with one structure, for the listing."""
+
+    name: str
+    interpreted_type: str
+    planes: int
+    action: str
+
+
+def _rule(name: str) -> OrganRule | None:
+    return next((r for r in ORGAN_RULES if re.search(r.pattern, name, re.I)), None)
+
+
+def _fmt(values: np.ndarray | list[float]) -> str:
+    return "[" + ", ".join(f"{float(v):.1f}" for v in values) + "]"
+
+
+def _roi_box(roi: ROI, thickness: float) -> tuple[np.ndarray, np.ndarray]:
+    pts = roi.points_mm()
+    half = np.array([0.0, 0.0, thickness / 2])
+    return pts.min(axis=0) - half, pts.max(axis=0) + half
+
+
+def _paths_to_skin(
+    body: np.ndarray, nogo: np.ndarray, grid: Grid, target_pts: np.ndarray, d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per target point: depth below the skin along -d (mm; inf if it never leaves the body)
+    and whether the way out passes through ``nogo``."""
+    step = min(grid.spacing_mm) / 2
+    t = np.arange(0.0, MAX_DEPTH_MM * 1.5, step)
+    pts = target_pts[:, None, :] - t[None, :, None] * d
+    flat = pts.reshape(-1, 3)
+    shape = pts.shape[:2]
+    in_body = mask_at(body, grid, flat).reshape(shape)
+    outside = ~in_body
+    leaves = outside.any(axis=1)
+    first_out = np.argmax(outside, axis=1)
+    depth = np.where(leaves, first_out * step, np.inf)
+    in_nogo = mask_at(nogo, grid, flat).reshape(shape)
+    before_exit = np.arange(shape[1])[None, :] < first_out[:, None]
+    crosses = (in_nogo & before_exit).any(axis=1)
+    return depth, crosses
+
+
+def choose_approach(
+    body: np.ndarray, target: np.ndarray, nogo: np.ndarray, grid: Grid
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """The template direction whose needle paths from the skin to the target cross the fewest
+    nogo voxels (within ``NOGO_CLEARANCE_MM``), then are shortest on average.
+
+    Returns the direction's label, the unit direction, the skin exit points (n, 3) of the
+    target points' paths and the target points, mm.
+    """
+    pts = grid.points_mm(target)
+    if len(pts) > 2000:
+        pts = pts[np.random.default_rng(0).choice(len(pts), 2000, replace=False)]
+    near_nogo = expand(nogo, NOGO_CLEARANCE_MM, grid) if nogo.any() else nogo
+    best: tuple[float, float] | None = None
+    chosen = None
+    for label, direction in DIRECTIONS.items():
+        d = np.asarray(direction) / np.linalg.norm(direction)
+        depth, crosses = _paths_to_skin(body, near_nogo, grid, pts, d)
+        ok = np.isfinite(depth) & (depth <= MAX_DEPTH_MM)
+        if not ok.any():
+            continue
+        score = (float(np.mean(crosses | ~ok)), float(np.mean(depth[ok])))
+        if best is None or score < best:
+            best, chosen = score, (label, d, pts[ok] - depth[ok, None] * d, pts[ok])
+    if chosen is None:
+        raise SeedoptError(
+            f"no needle direction reaches the target within {MAX_DEPTH_MM:g} mm of the skin"
+        )
+    return chosen
+
+
+def _rel(path: Path, base: Path) -> str:
+    """``path`` relative to the config's folder when it lies below it, else absolute."""
+    rel = os.path.relpath(Path(path).resolve(), base.resolve())
+    return str(Path(path).resolve()) if rel.startswith("..") else rel
+
+
+def init_case(
+    rtstruct: Path,
+    target: str,
+    prescription_gy: float,
+    out: Path,
+    ct: Path | None = None,
+    spacing_mm: float = 2.0,
+    margin_mm: float = 20.0,
+    name: str | None = None,
+) -> tuple[str, list[Decision]]:
+    """The YAML text of a plan config for ``target`` at ``prescription_gy`` and what was done
+    with every structure of the structure set (see the module docstring)."""
+    images: CaseImages = load_images(Path(rtstruct), Path(ct) if ct else None, None)
+    ss = images.structure_set
+    target_roi = ss.roi(target, "--target")
+    if not target_roi.planes:
+        raise SeedoptError(f"--target: structure {target_roi.name!r} has no contours")
+    thickness = images.slice_thickness_mm
+    with_contours = [r for r in ss.rois.values() if r.planes]
+    body_roi = next(
+        (r for r in with_contours if r.interpreted_type.upper() == "EXTERNAL"), None
+    ) or next((r for r in with_contours if BODY_NAMES.match(r.name.strip())), None)
+    if body_roi is None and images.ct is None:
+        raise SeedoptError(
+            f"{ss.path.name} has no body/external contour; give --ct to derive the body from the CT"
+        )
+
+    # A coarse look at the whole patient to choose the approach.
+    boxes = [_roi_box(r, thickness) for r in with_contours]
+    lo = np.min([b[0] for b in boxes], axis=0) - 10
+    hi = np.max([b[1] for b in boxes], axis=0) + 10
+    if images.ct is not None:
+        ct_lo, ct_hi = images.ct.bounds_mm()
+        lo, hi = np.minimum(lo, ct_lo), np.maximum(hi, ct_hi)
+    coarse = Grid.covering(tuple(lo), tuple(hi), max(4.0, spacing_mm))  # type: ignore[arg-type]
+    body_coarse = (
+        images.roi_mask(body_roi.name, coarse)
+        if body_roi is not None
+        else images.body_mask(coarse, -300.0)
+    )
+    target_coarse = images.roi_mask(target_roi.name, coarse)
+    if not target_coarse.any():
+        target_coarse = np.zeros_like(target_coarse)
+        idx = coarse.mm_to_index(target_roi.points_mm().mean(axis=0)[None])
+        target_coarse[tuple(idx[0])] = True
+    roles: dict[str, OrganRule] = {}
+    for r in with_contours:
+        rule = _rule(r.name)
+        if rule is not None and r is not target_roi and r is not body_roi:
+            roles[r.name] = rule
+    nogo_coarse = np.zeros(coarse.shape, dtype=bool)
+    for n, rule in roles.items():
+        if rule.nogo:
+            nogo_coarse |= images.roi_mask(n, coarse)
+    label, d, exits, tpts = choose_approach(body_coarse, target_coarse, nogo_coarse, coarse)
+
+    t_lo, t_hi = _roi_box(target_roi, thickness)
+    g_lo = np.minimum(t_lo - margin_mm, exits.min(axis=0) - 10)
+    g_hi = np.maximum(t_hi + margin_mm, exits.max(axis=0) + 10)
+    g_lo, g_hi = np.floor(g_lo), np.ceil(g_hi)
+    # Grid planes on the contour planes (the CT slices): one contour, one dose plane.
+    z_ref = min(target_roi.planes)
+    g_lo[2] = z_ref + thickness * np.floor((g_lo[2] - z_ref) / thickness)
+    g_hi[2] = z_ref + thickness * np.ceil((g_hi[2] - z_ref) / thickness)
+    step = (spacing_mm, spacing_mm, thickness)
+    grid = Grid.covering(tuple(g_lo), tuple(g_hi), step)  # type: ignore[arg-type]
+
+    centre = tpts.mean(axis=0)
+    plane_along = float((exits @ d).min()) - 15.0
+    plane_point = centre + (plane_along - float(centre @ d)) * d
+    across = tpts - np.outer(tpts @ d, d)
+    width = float(np.max(np.ptp(across, axis=0))) + 20.0
+    size = 5.0 * np.ceil(width / 5.0)
+
+    decisions: list[Decision] = []
+    structures: list[str] = []
+    oars: list[str] = []
+    nogo: list[str] = []
+    limits: list[str] = []
+    cord = None
+    skin_structure = None
+    for r in ss.rois.values():
+        planes = len(r.planes)
+        if not planes:
+            decisions.append(Decision(r.name, r.interpreted_type, 0, "left out: no contours"))
+            continue
+        r_lo, r_hi = _roi_box(r, thickness)
+        g_edge = np.asarray(grid.spacing_mm) / 2
+        if (
+            np.any(r_hi < g_lo - g_edge)
+            or np.any(r_lo > g_hi + g_edge)
+            or not (images.roi_mask(r.name, grid).any())
+        ):
+            decisions.append(
+                Decision(r.name, r.interpreted_type, planes, "left out: outside the dose grid")
+            )
+            continue
+        key = json.dumps(r.name)
+        structures.append(f"  {key}: {{shape: contours, roi: {key}}}")
+        if r is target_roi:
+            action = f"target, prescription {prescription_gy:g} Gy to D90"
+        elif r is body_roi:
+            action = "body"
+        elif SKIN_NAMES.search(r.name) and skin_structure is None:
+            skin_structure = r.name
+            limits.append(f"    - {{structure: {key}, metric: D2cc, max_gy: {SKIN_D2CC_GY:g}}}")
+            action = f"skin, D2cc <= {SKIN_D2CC_GY:g} Gy"
+        elif r.name in roles:
+            rule = roles[r.name]
+            gy = rule.limit * prescription_gy if rule.of_rx else rule.limit
+            limits.append(f"    - {{structure: {key}, metric: {rule.metric}, max_gy: {gy:g}}}")
+            oars.append(key)
+            action = f"organ at risk, {rule.metric} <= {gy:g} Gy"
+            if rule.cord and cord is None:
+                cord = key
+                action = "spinal cord, " + action
+            if rule.nogo:
+                nogo.append(key)
+                action += ", needles avoid it"
+        else:
+            action = "kept for metrics (no role recognised)"
+        decisions.append(Decision(r.name, r.interpreted_type, planes, action))
+    body_key = json.dumps(body_roi.name) if body_roi is not None else '"Body (CT)"'
+    if body_roi is None:
+        structures.append(f"  {body_key}: {{shape: ct_body, threshold_hu: -300}}")
+        decisions.append(Decision("Body (CT)", "", 0, "body derived from the CT (> -300 HU)"))
+    if skin_structure is None:
+        limits.append(f"    - {{structure: Skin, metric: D2cc, max_gy: {SKIN_D2CC_GY:g}}}")
+
+    out = Path(out)
+    base = out.parent
+    name = name or re.sub(r"\W+", "_", target_roi.name).strip("_").lower() or "case"
+    ct_line = (
+        f"  ct: {json.dumps(_rel(ct, base))}\n"
+        if ct
+        else "  ct: null  # no CT: TG-43 assumes water\n"
+    )
+    skin_line = (
+        f"  skin: {{structure: {json.dumps(skin_structure)}}}"
+        if skin_structure
+        else "  skin: {derive_thickness_mm: 3}   # the outer 3 mm of the body"
+    )
+    sources = ss.path.name + (f" and the CT in {ct}" if ct else "")
+    text = f"""# Written by `seedopt init-case` from {sources}.
+# Patient coordinates (DICOM LPS, mm) on frame of reference {ss.frame_of_reference_uid}.
+# Limits below are seedopt's starting values, not a protocol: set your institution's.
+name: {name}
+description: {json.dumps(f"{target_roi.name} from {ss.path.name}")}
+dicom:
+  rtstruct: {json.dumps(_rel(rtstruct, base))}
+{ct_line}  slice_thickness_mm: {thickness:g}   # each contour stands for z +- half of this
+# Dose grid: the target's box plus {margin_mm:g} mm, and the skin the needles enter through;
+# x, y, z spacing, its planes on the contour planes.
+grid:
+  spacing_mm: [{spacing_mm:g}, {spacing_mm:g}, {thickness:g}]
+  min_mm: [{", ".join(f"{v:.2f}" for v in g_lo)}]
+  max_mm: [{", ".join(f"{v:.2f}" for v in g_hi)}]
+structures:
+{chr(10).join(structures)}
+roles:
+  target: {json.dumps(target_roi.name)}
+  body: {body_key}
+{skin_line}
+  cord: {cord if cord else "null"}
+  oars: [{", ".join(oars)}]
+  nogo: [{", ".join(nogo)}]   # needles keep nogo_margin_mm from these
+source: {{model: "6711", activity_mci: 0.6}}
+prescription_gy: {prescription_gy:g}   # to the target's D90
+# Needles from the {label}: of the directions tried, the shortest paths from the skin to the
+# target that keep {NOGO_CLEARANCE_MM:g} mm from the nogo organs.
+approach:
+  kind: template
+  plane_point_mm: {_fmt(plane_point)}
+  direction: [{", ".join(f"{v:.4f}" for v in d)}]
+  hole_pitch_mm: 5
+  size_mm: {size:g}
+  max_depth_mm: {MAX_DEPTH_MM:g}
+goals:
+  hard:
+{chr(10).join(limits)}
+"""
+    return text, decisions
+
+
+def format_decisions(decisions: list[Decision]) -> str:
+    """The listing init-case prints: every structure found and what was done with it."""
+    lines = [f"{'structure':24} {'type':10} {'planes':>6}  what init-case did"]
+    for dec in decisions:
+        lines.append(f"{dec.name:24} {dec.interpreted_type:10} {dec.planes:>6}  {dec.action}")
+    return "\n".join(lines)

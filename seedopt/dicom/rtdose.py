@@ -1,0 +1,85 @@
+"""RT Dose export (total dose of the permanent implant, Gy, on the case's dose grid and frame
+of reference) and import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from ..case.grid import Grid
+from ..errors import SeedoptError
+from .files import RT_DOSE_STORAGE, Study, new_dataset, read_dataset, require_modality, save
+
+UINT32_MAX = 2**32 - 1
+
+
+def build_rtdose(
+    dose_gy: np.ndarray, grid: Grid, study: Study, rtplan: Dataset | None, bits: int = 32
+) -> Dataset:
+    """An RT Dose of ``dose_gy`` (shape ``grid.shape``, Gy) as unsigned integers of ``bits``
+    bits times DoseGridScaling, axial, referencing ``rtplan``."""
+    if dose_gy.shape != grid.shape:
+        raise ValueError(f"dose shape {dose_gy.shape} differs from the grid's {grid.shape}")
+    ds = new_dataset(RT_DOSE_STORAGE, "RTDOSE", study, "seedopt total dose")
+    nz, ny, nx = grid.shape
+    ds.InstanceNumber = 1
+    ds.ImagePositionPatient = [round(float(v), 4) for v in grid.origin_mm]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    sx, sy, sz = grid.spacing_mm
+    ds.PixelSpacing = [sy, sx]  # row spacing (y), column spacing (x)
+    ds.SliceThickness = sz
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.NumberOfFrames = nz
+    ds.FrameIncrementPointer = 0x3004000C  # GridFrameOffsetVector
+    ds.Rows, ds.Columns = ny, nx
+    ds.BitsAllocated = ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 0
+    ds.DoseUnits = "GY"
+    ds.DoseType = "PHYSICAL"
+    ds.DoseSummationType = "PLAN"
+    ds.DoseComment = "TG-43U1 total dose of the permanent implant"
+    ds.GridFrameOffsetVector = [round(k * sz, 4) for k in range(nz)]
+    top = float(np.max(dose_gy)) if dose_gy.size else 0.0
+    levels = 2**bits - 1
+    scale = top / levels if top > 0 else 1.0
+    ds.DoseGridScaling = f"{scale:.8e}"  # DS: at most 16 characters
+    scale = float(ds.DoseGridScaling)
+    dtype = np.uint32 if bits == 32 else np.uint16
+    counts = np.rint(np.asarray(dose_gy, dtype=np.float64) / scale)
+    ds.PixelData = np.clip(counts, 0, levels).astype(dtype).tobytes()
+    if rtplan is not None:
+        ref = Dataset()
+        ref.ReferencedSOPClassUID = rtplan.SOPClassUID
+        ref.ReferencedSOPInstanceUID = rtplan.SOPInstanceUID
+        ds.ReferencedRTPlanSequence = Sequence([ref])
+    return ds
+
+
+def write_rtdose(
+    dose_gy: np.ndarray, grid: Grid, study: Study, rtplan: Dataset | None, path: Path
+) -> Dataset:
+    ds = build_rtdose(dose_gy, grid, study, rtplan)
+    save(ds, path)
+    return ds
+
+
+def read_rtdose(path: Path) -> tuple[np.ndarray, Grid]:
+    """Dose (Gy, (z, y, x)) and grid of an axial RT Dose with a uniform frame offset."""
+    path = Path(path)
+    ds = read_dataset(path, "RT Dose")
+    require_modality(ds, path, "RTDOSE")
+    if not np.allclose([float(v) for v in ds.ImageOrientationPatient], [1, 0, 0, 0, 1, 0]):
+        raise SeedoptError(f"{path}: the RT Dose is not axial")
+    dose = ds.pixel_array.astype(np.float64).reshape(-1, ds.Rows, ds.Columns)
+    dose *= float(ds.DoseGridScaling)
+    offsets = np.asarray([float(v) for v in ds.GridFrameOffsetVector])
+    sz = float(np.diff(offsets).mean()) if len(offsets) > 1 else float(ds.get("SliceThickness", 1))
+    x, y, z = (float(v) for v in ds.ImagePositionPatient)
+    row, col = (float(v) for v in ds.PixelSpacing)
+    grid = Grid((x, y, z + float(offsets[0])), (col, row, sz), dose.shape)  # type: ignore[arg-type]
+    return dose, grid
