@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 from .batch import BatchSummary, make_tasks, run_batch
+from .escalate import escalate
 from .results import read_summary
+from .tune import tune
 
-__all__ = ["BatchSummary", "make_tasks", "read_summary", "run_batch"]
+__all__ = ["BatchSummary", "escalate", "make_tasks", "read_summary", "run_batch", "tune"]
