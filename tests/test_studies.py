@@ -15,6 +15,11 @@ from study_cases import tiny_config
 from seedopt.cli import main
 
 
+def on_cpu(tmp_path: Path, out: Path) -> list[str]:
+    """The options every study command here takes: output, a shared cache, the CPU."""
+    return ["--out", str(out), "--cache", str(tmp_path / "cache"), "--backend", "cpu"]
+
+
 def run(args: list[str]) -> int:
     """The exit code of ``seedopt ARGS`` run in this process."""
     try:
@@ -35,12 +40,7 @@ def test_escalate_table_over_rx_and_strength(tmp_path: Path) -> None:
             "100:140:20",
             "--strength-u",
             "0.5,0.8",
-            "--out",
-            str(out),
-            "--cache",
-            str(tmp_path / "cache"),
-            "--backend",
-            "cpu",
+            *on_cpu(tmp_path, out),
         ]
     )
     assert code == 0
@@ -83,12 +83,7 @@ def test_escalate_over_needle_limits_keeps_each_limit(tmp_path: Path) -> None:
             "110,130",
             "--max-needles",
             "3,6",
-            "--out",
-            str(out),
-            "--cache",
-            str(tmp_path / "cache"),
-            "--backend",
-            "cpu",
+            *on_cpu(tmp_path, out),
         ]
     )
     table = pd.read_csv(out / "escalation.csv")
@@ -126,20 +121,18 @@ def test_unknown_config_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
 def test_tune_finds_the_best_trial_in_sqlite(tmp_path: Path) -> None:
     configs = [tiny_config(tmp_path, n, rx, iterations=200) for n, rx in (("a", 110), ("b", 130))]
     out = tmp_path / "tune"
-    assert run(
-        [
-            "tune",
-            *map(str, configs),
-            "--trials",
-            "3",
-            "--out",
-            str(out),
-            "--cache",
-            str(tmp_path / "cache"),
-            "--backend",
-            "cpu",
-        ]
-    ) == 0
+    assert (
+        run(
+            [
+                "tune",
+                *map(str, configs),
+                "--trials",
+                "3",
+                *on_cpu(tmp_path, out),
+            ]
+        )
+        == 0
+    )
     storage = f"sqlite:///{(out / 'tune.db').resolve()}"
     study = optuna.load_study(study_name="seedopt-plan", storage=storage)
     values = [t.value for t in study.trials]
@@ -158,22 +151,20 @@ def test_tune_finds_the_best_trial_in_sqlite(tmp_path: Path) -> None:
 def test_pareto_study_front_is_not_dominated(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, "a", iterations=200)
     out = tmp_path / "pareto"
-    assert run(
-        [
-            "tune",
-            str(config),
-            "--objective",
-            "pareto",
-            "--trials",
-            "4",
-            "--out",
-            str(out),
-            "--cache",
-            str(tmp_path / "cache"),
-            "--backend",
-            "cpu",
-        ]
-    ) == 0
+    assert (
+        run(
+            [
+                "tune",
+                str(config),
+                "--objective",
+                "pareto",
+                "--trials",
+                "4",
+                *on_cpu(tmp_path, out),
+            ]
+        )
+        == 0
+    )
     study = optuna.load_study(
         study_name="seedopt-pareto", storage=f"sqlite:///{(out / 'tune.db').resolve()}"
     )

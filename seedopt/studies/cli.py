@@ -26,14 +26,15 @@ def _cache(cache: Path | None) -> Path:
     return cache or default_cache_dir()
 
 
+def out_option(folder: bool, help: str):  # type: ignore[no-untyped-def]
+    """``--out``: a file (``folder=False``) or a folder, required."""
+    kind = click.Path(file_okay=not folder, dir_okay=folder, path_type=Path)
+    return click.option("--out", type=kind, required=True, help=help)
+
+
 @cli.command("batch")
 @config_paths
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="results.h5; parts and logs go beside it (OUT.parts/, OUT.logs/).",
-)
+@out_option(False, "results.h5; parts and logs go beside it (OUT.parts/, OUT.logs/).")
 @click.option(
     "--variants",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -96,12 +97,7 @@ def _levels(text: str | None, what: str):  # type: ignore[no-untyped-def]
 @click.option("--strength-u", help="Seed strengths, U: start:stop:step or a,b,c.")
 @click.option("--pitch-mm", help="Seed pitches along the needles, mm.")
 @click.option("--max-needles", help="Needle-count limits, e.g. 4,6,8.")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for escalation.h5, escalation.csv and escalation.png.",
-)
+@out_option(True, "Folder for escalation.h5, escalation.csv and escalation.png.")
 @click.option("--seed", type=int, help="Random seed (default: the config's).")
 @click.option("--chains-per-level", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--iterations", type=click.IntRange(min=1), help="Default: the config's.")
@@ -168,12 +164,7 @@ def pd_options():  # type: ignore[no-untyped-def]
 
 @cli.command("tune")
 @config_paths
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for tune.db (default storage), trials.csv, best.json, pareto.csv/png.",
-)
+@out_option(True, "Folder for tune.db (default storage), trials.csv, best.json, pareto.csv/png.")
 @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option(
     "--objective",

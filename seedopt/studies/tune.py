@@ -95,7 +95,11 @@ def tune(
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'tune.db').resolve()}"
     name = study_name or f"seedopt-{objective}"
-    directions = ["minimize"] if objective == "plan" else ["maximize", "minimize"]
+    directions = (
+        [optuna.study.StudyDirection.MINIMIZE]
+        if objective == "plan"
+        else [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(
@@ -107,7 +111,7 @@ def tune(
         )
     except (ValueError, ImportError, optuna.exceptions.OptunaError) as exc:
         raise SeedoptError(f"cannot open the Optuna study {name!r} at {storage}: {exc}") from None
-    if list(study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
+    if list(study.directions) != directions:
         raise SeedoptError(f"study {name!r} at {storage} has other objectives than {objective!r}")
     problems = _problems(specs, backend, cache_dir)
     annealer = get_optimizer("anneal")
