@@ -479,3 +479,6 @@ def main(argv: list[str] | None = None) -> Any:
             err=True,
         )
         sys.exit(EXIT_BAD_INPUT)
+
+
+from .studies import cli as _studies_cli  # noqa: E402,F401  (registers batch, escalate, tune)

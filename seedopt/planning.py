@@ -302,7 +302,24 @@ def plan_case(
             f"{exc}; use --backend cpu, fewer chains or a coarser grid"
         ) from None
     times["optimize"] = time.perf_counter() - t
+    return finish_plan(spec, case, candidates, source, backend, problem, result, cached, times)
+
+
+def finish_plan(
+    spec: PlanSpec,
+    case: Case,
+    candidates: Candidates,
+    source: Source,
+    backend: Backend,
+    problem: PlanProblem,
+    result: OptimizeResult,
+    cached: bool,
+    times: dict[str, float],
+) -> Plan:
+    """The dose grid (Gy) and metrics of an optimizer's loading: the end of ``plan_case``,
+    also used by studies that optimize many loadings of one problem (``escalate``)."""
     t = time.perf_counter()
+    times = dict(times)
     scale = result.extra.get("strength_scale")
     if scale is not None:  # the clinical baseline scales the strength to reach D90 = Rx
         source = Source(source.model, source.air_kerma_strength_u * scale, source.half_life_d)
