@@ -205,6 +205,10 @@ def test_init_case_from_ct_plans_and_exports_consistent_dicom(tmp_path, phantom)
     assert dose.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == plan.SOPInstanceUID
     doc = json.loads((out / "plan.json").read_text())
     assert len(plan.ApplicationSetupSequence[0].ChannelSequence) == len(doc["needles"])
+    # Read back, the RT Plan places the plan's seeds.
+    placed = np.concatenate([n["seeds_mm"] for n in doc["needles"]])
+    seeds = read_rtplan_seeds(out / "rtplan.dcm")
+    np.testing.assert_allclose(np.sort(seeds.positions_mm, 0), np.sort(placed, 0), atol=0.01)
     # The RT Dose holds the plan's dose.
     import h5py
 
