@@ -57,7 +57,9 @@ def organ_tolerance_gy(value_gy: float) -> float:
 def matched_spec(spec, baseline_metrics: dict):
     """``spec`` with the baseline plan's D90 as the prescription (if higher) and each hard
     limit lowered to the baseline's value plus ``organ_tolerance_gy``: a plan meeting these
-    goals has equal or better D90 and no organ worse than the baseline."""
+    goals has equal or better D90 and no organ worse than the baseline. The organ term is
+    off (``organ_per_pct`` 0): the lowered limits already ask for "no organ worse", and the
+    term, priced per percent of each limit above half of it, would grow with the lowering."""
     from seedopt.case import Case
 
     m = baseline_metrics
@@ -73,7 +75,12 @@ def matched_spec(spec, baseline_metrics: dict):
     return spec.model_copy(
         update={
             "prescription_gy": max(spec.prescription_gy, d90),
-            "goals": spec.goals.model_copy(update={"hard": tighter}),
+            "goals": spec.goals.model_copy(
+                update={
+                    "hard": tighter,
+                    "weights": spec.goals.weights.model_copy(update={"organ_per_pct": 0.0}),
+                }
+            ),
         }
     )
 
