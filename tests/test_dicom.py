@@ -344,23 +344,8 @@ def test_evaluate_reads_a_commercial_plan_with_one_setup_per_seed(tmp_path, phan
     """Each seed its own application setup and channel (two control points): the same metrics
     as the same seeds in a CSV."""
     ct, rs = phantom
-    cfg = tmp_path / "case.yaml"
-    assert (
-        seedopt(
-            "init-case",
-            "--ct",
-            str(ct),
-            "--rtstruct",
-            str(rs),
-            "--target",
-            "GTV",
-            "--rx",
-            "100",
-            "--out",
-            str(cfg),
-        ).returncode
-        == 0
-    )
+    assert _init(ct, rs, tmp_path).returncode == 0
+    cfg = tmp_path / "c.yaml"
     seeds = np.array([[x, -20.0 + y, z] for x in (-5, 5) for y in (-5, 5) for z in (-5, 5)], float)
     plan = pydicom.Dataset()
     plan.file_meta = pydicom.dataset.FileMetaDataset()
@@ -420,6 +405,7 @@ def test_evaluate_reads_a_commercial_plan_with_one_setup_per_seed(tmp_path, phan
 
 
 def _init(ct: Path | None, rs: Path, tmp_path: Path, target: str = "GTV"):
+    """``seedopt init-case`` at 100 Gy into tmp_path / c.yaml."""
     args = ["--ct", str(ct)] if ct is not None else []
     return seedopt(
         "init-case",
@@ -492,23 +478,8 @@ def test_non_axial_ct(tmp_path, uids) -> None:
 
 def test_rt_plan_with_no_seeds(tmp_path, phantom) -> None:
     ct, rs = phantom
-    cfg = tmp_path / "case.yaml"
-    assert (
-        seedopt(
-            "init-case",
-            "--ct",
-            str(ct),
-            "--rtstruct",
-            str(rs),
-            "--target",
-            "GTV",
-            "--rx",
-            "100",
-            "--out",
-            str(cfg),
-        ).returncode
-        == 0
-    )
+    assert _init(ct, rs, tmp_path).returncode == 0
+    cfg = tmp_path / "c.yaml"
     photon_plan = SAMPLE / "rtplan.dcm"  # a photon plan: beams, no seeds
     r = seedopt("evaluate", str(cfg), "--seeds", str(photon_plan), "--out", str(tmp_path / "o"))
     one_line_error(r, r"the RT Plan has no seeds")
