@@ -6,9 +6,9 @@ each accepted chain. With CuPy library calls that is several passes over the (ch
 doses per step (a gather of each column, a product, a sum, a ``where``); the kernels in
 ``anneal_step.cu`` make it one pass each, the proposal writing a fresh array and the
 acceptance updating the doses in place. ``step_functions`` picks the kernels for CuPy
-arrays and the references otherwise; ``tests/test_kernels.py`` runs the CUDA source on the
-host against the references (and on the GPU where one answers). Compiled lazily with NVRTC
-on first use, once per device, and cached by CuPy.
+arrays and the references otherwise; ``tests/test_anneal_kernels.py`` runs the CUDA source
+on the host against the references (and on the GPU where one answers). Compiled lazily with
+NVRTC on first use, once per device, and cached by CuPy.
 """
 
 from __future__ import annotations

@@ -31,6 +31,20 @@ backend_option = click.option(
     metavar="[auto|cpu|gpu]",
     help="Where to compute dose: auto takes the GPU when CuPy and a device answer.",
 )
+cache_option = click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Dose-matrix cache folder (default: $SEEDOPT_CACHE or ~/.cache/seedopt).",
+)
+
+
+def cache_folder(cache: Path | None) -> Path:
+    """The dose-matrix cache folder: ``--cache``, else the default."""
+    from .dose.cache import default_cache_dir
+
+    return cache or default_cache_dir()
+
+
 formalism_option = click.option(
     "--formalism",
     default="2d",
@@ -235,11 +249,7 @@ def commission_cmd(out: Path, backend: str) -> None:
 )
 @click.option("--method", help="Optimizer (default: the config's, else hybrid).")
 @click.option("--seed", type=int, help="Random seed (default: the config's, else 0).")
-@click.option(
-    "--cache",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Dose-matrix cache folder (default: $SEEDOPT_CACHE or ~/.cache/seedopt).",
-)
+@cache_option
 @click.option("--no-cache", is_flag=True, help="Compute the dose matrix without the cache.")
 @backend_option
 def plan_cmd(
@@ -252,14 +262,13 @@ def plan_cmd(
     backend: str,
 ) -> None:
     """Plan CONFIG. Exit code 3 when the best plan misses a goal (the report says by how much)."""
-    from .dose.cache import default_cache_dir
     from .export import write_outputs
     from .plan_config import load_plan_spec
     from .planning import plan_case
 
     spec = load_plan_spec(config)
     b = _backend(backend)
-    cache_dir = None if no_cache else (cache or default_cache_dir())
+    cache_dir = None if no_cache else cache_folder(cache)
     click.echo(f"planning {spec.name} ({spec.description})", err=True)
     plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
     for note in plan.metrics["notes"]:

@@ -7,7 +7,6 @@ with the kernels equals one with the references (marked ``gpu``)."""
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from cuda_build import host_library, needs_nvcc, ptx_entries
 from seedopt.kernels import anneal as kanneal
 from seedopt.optimizer import get_optimizer
 from seedopt.optimizer.synthetic import RECTUM_LIMITS, synthetic_problem
+from test_gpu_path import on_backend
 
 KERNEL = Path(kanneal.__file__).with_name("anneal_step.cu")
 INSTANTIATE = """
@@ -112,14 +112,10 @@ def test_gpu_kernels_equal_the_references_bit_for_bit(storage: str) -> None:
 
 @pytest.mark.gpu
 def test_gpu_annealing_with_the_kernels_equals_annealing_without() -> None:
-    import cupy
+    from seedopt.backend import select_backend
 
     host = synthetic_problem(2, RECTUM_LIMITS, needles=6, per_needle=6)
-    problem = dataclasses.replace(
-        host,
-        A_target=cupy.asarray(host.A_target),
-        A_oar={k: cupy.asarray(v) for k, v in host.A_oar.items()},
-    )
+    problem = on_backend(host, select_backend("gpu")[0])
     runs = [
         get_optimizer("anneal").solve(problem, rng=4, iterations=400, use_kernels=flag)
         for flag in (True, False)

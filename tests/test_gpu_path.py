@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,13 +29,18 @@ from seedopt.plan_config import PlanSpec
 from seedopt.planning import build_problem, plan_case
 
 
-def on_backend(problem: PlanProblem, backend: Backend) -> PlanProblem:
-    """The same problem with its matrices on ``backend``'s device."""
+def with_matrices(problem: PlanProblem, convert: Callable[[Any], Any]) -> PlanProblem:
+    """The same problem with ``convert`` applied to each of its matrices."""
     return dataclasses.replace(
         problem,
-        A_target=backend.asarray(problem.A_target),
-        A_oar={k: backend.asarray(v) for k, v in problem.A_oar.items()},
+        A_target=convert(problem.A_target),
+        A_oar={k: convert(v) for k, v in problem.A_oar.items()},
     )
+
+
+def on_backend(problem: PlanProblem, backend: Backend) -> PlanProblem:
+    """The same problem with its matrices on ``backend``'s device."""
+    return with_matrices(problem, backend.asarray)
 
 
 @pytest.mark.parametrize("seed", [0, 3])
@@ -105,15 +112,6 @@ def test_gpu_plans_are_as_good_as_cpu_plans(tmp_path: Path) -> None:
     assert gpu.goals_met and all(p.goals_met for p in cpu)
 
 
-def in_half(problem: PlanProblem) -> PlanProblem:
-    """The same problem with its matrices stored in float16."""
-    return dataclasses.replace(
-        problem,
-        A_target=problem.A_target.astype(np.float16),
-        A_oar={k: v.astype(np.float16) for k, v in problem.A_oar.items()},
-    )
-
-
 def test_half_storage_moves_d90_and_every_organ_metric_by_at_most_2_to_the_minus_10() -> None:
     """Every entry is positive and rounds by at most 2**-11 (twice: per U, then the
     strength), so every dose sum, and so every order statistic (D90, D0.1cc, D2cc, Dmax)
@@ -147,7 +145,7 @@ def test_half_storage_moves_d90_and_every_organ_metric_by_at_most_2_to_the_minus
 def test_anneal_on_a_half_precision_matrix_reaches_the_brute_force_optimum() -> None:
     host = synthetic_problem(0, RECTUM_LIMITS)
     _, best = brute_force(host)
-    res = get_optimizer("anneal").solve(in_half(host), rng=0)
+    res = get_optimizer("anneal").solve(with_matrices(host, lambda a: a.astype(np.float16)), rng=0)
     assert float(objective(host, res.x)) == pytest.approx(best, rel=1e-3)
 
 

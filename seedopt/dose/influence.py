@@ -111,7 +111,7 @@ def choose_storage(backend: Backend, n_points: int, n_seeds: int, requested: str
     ``auto``: float32 when the matrix and one working copy (the annealer keeps the matrix
     transposed, one candidate per row) fit in the backend's free memory, else float16, whose
     dose sums stay within 2**-10 of float32's (two roundings of positive entries: storage
-    per U, then the strength; ``tests/test_influence.py``)."""
+    per U, then the strength; ``tests/test_gpu_path.py``)."""
     if requested != "auto":
         return requested
     fits = 2 * matrix_nbytes(n_points, n_seeds, "float32") <= backend.free_bytes()

@@ -8,22 +8,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..cli import backend_option, cli
+from ..cli import backend_option, cache_folder, cache_option, cli
 
 config_paths = click.argument(
     "configs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )
-cache_option = click.option(
-    "--cache",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Dose-matrix cache folder (default: $SEEDOPT_CACHE or ~/.cache/seedopt).",
-)
-
-
-def _cache(cache: Path | None) -> Path:
-    from ..dose.cache import default_cache_dir
-
-    return cache or default_cache_dir()
 
 
 def out_option(folder: bool, help: str):  # type: ignore[no-untyped-def]
@@ -76,7 +65,7 @@ def batch_cmd(
         backend=backend,
         address=address,
         workers=workers,
-        cache_dir=_cache(cache),
+        cache_dir=cache_folder(cache),
         retry_failed=retry_failed,
         echo=lambda line: click.echo(line, err=True),
     )
@@ -140,7 +129,7 @@ def escalate_cmd(
         seed=seed,
         chains_per_level=chains_per_level,
         iterations=iterations,
-        cache_dir=_cache(cache),
+        cache_dir=cache_folder(cache),
         progress=True,
     )
     attrs = {
@@ -209,7 +198,7 @@ def tune_cmd(
         storage=storage,
         study_name=study_name,
         seed=seed,
-        cache_dir=_cache(cache),
+        cache_dir=cache_folder(cache),
     )
     if objective == "plan":
         click.echo(
