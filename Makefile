@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys;print(hashlib.sha1(open("pyproject.toml","rb").read()).hexdigest()[:10])')
 
-.PHONY: demo test test-tools bench-matrix lint clean
+.PHONY: demo test test-tools bench bench-full bench-matrix lint clean
 
 $(STAMP):
 	$(PYTHON) -c 'import sys; sys.exit("seedopt needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -30,6 +30,16 @@ test-tools:
 
 test: $(STAMP) test-tools
 	$(BIN)/python -m pytest
+
+# Every method on every case of the benchmark cohort (benchmarks/cohort.py): a JSON file, a
+# Markdown report and plots in benchmarks/results/. bench: quick budgets (about 15 min on
+# 2 cores); bench-full: the optimizers' default budgets (hours on 2 cores; GPU rows when CuPy
+# and a device are usable).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_cohort.py --mode quick
+
+bench-full: $(STAMP)
+	$(BIN)/python benchmarks/bench_cohort.py --mode full
 
 bench-matrix: $(STAMP)
 	$(BIN)/python benchmarks/bench_matrix.py

@@ -9,6 +9,8 @@ import os
 import platform
 import re
 import subprocess
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +49,13 @@ def machine() -> dict[str, object]:
     }
 
 
-def result_stem(name: str) -> Path:
-    """benchmarks/results/<date>-<machine>-<name> (no suffix)."""
+def result_stem(name: str = "") -> Path:
+    """benchmarks/results/<date>-<machine>[-<name>] (no suffix)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     m = machine()
     kind = (m["gpu"] or f"cpu{m['cores']}").replace(" ", "-")
     day = _dt.date.today().isoformat()
-    return RESULTS / f"{day}-{kind}-{name}"
+    return RESULTS / "-".join(part for part in (day, kind, name) if part)
 
 
 def run_child(cmd: list[str], timeout_s: float) -> dict:
@@ -66,6 +68,33 @@ def run_child(cmd: list[str], timeout_s: float) -> dict:
     except subprocess.CalledProcessError as exc:
         return {"error": exc.stderr.strip().splitlines()[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_child_rows(cmd: list[str], timeout_s: float) -> tuple[list[dict], str | None]:
+    """Run a child that prints one JSON row per line as it goes: the rows it printed, and
+    None or why it stopped early (timed out: the rows before are kept; or its last stderr
+    line when it failed)."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        rows: list[dict] = []
+        reader = threading.Thread(
+            target=lambda: rows.extend(json.loads(line) for line in proc.stdout if line.strip()),
+            daemon=True,
+        )
+        reader.start()
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            reader.join()
+            return rows, f"timed out after {timeout_s:.0f} s"
+        reader.join()
+        if proc.returncode != 0:
+            err.seek(0)
+            lines = err.read().strip().splitlines()
+            return rows, lines[-1] if lines else f"exit status {proc.returncode}"
+    return rows, None
 
 
 def write_rows(stem: Path, info: dict, rows: list[dict]) -> None:

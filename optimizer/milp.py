@@ -127,46 +127,51 @@ class HighsModel:
             out.append(f"max_needles={p.max_needles}")
         return out
 
-    def solve(self, *, integral: bool, time_limit_s: float, mip_rel_gap: float) -> Any:
-        """HiGHS result of the model (``integral=False``: its LP relaxation)."""
+    def solve(
+        self,
+        *,
+        integral: bool,
+        time_limit_s: float,
+        mip_rel_gap: float,
+        node_limit: int | None = None,
+    ) -> Any:
+        """HiGHS result of the model (``integral=False``: its LP relaxation); ``node_limit``
+        stops the branch and bound after that many nodes (a deterministic budget)."""
+        options: dict[str, Any] = {
+            "time_limit": max(time_limit_s, 1e-3),
+            "mip_rel_gap": mip_rel_gap,
+            "disp": False,
+        }
+        if node_limit is not None:
+            options["node_limit"] = node_limit
         return milp(
             self.c,
             constraints=LinearConstraint(self.A, self.lb, self.ub),
             bounds=Bounds(self.lo, self.hi),
             integrality=self.integrality if integral else None,
-            options={
-                "time_limit": max(time_limit_s, 1e-3),
-                "mip_rel_gap": mip_rel_gap,
-                "disp": False,
-            },
+            options=options,
         )
 
 
 @dataclass(frozen=True)
-class LinearModel(HighsModel):
-    """The linear-penalty model of the module docstring (variables x, y first)."""
+class PenaltyObjective:
+    """The linear model's objective as a function of a 0/1 loading, its slacks at their
+    optimum: what HiGHS's bound bounds, so any method's loading can be scored against it."""
 
-    A_t: np.ndarray  # (n, m) float64
+    problem: PlanProblem
+    rows: np.ndarray  # sampled target rows
+    A_t: np.ndarray  # (n, m) float64, Gy per seed
     limits: tuple[_Limit, ...]
     require_d90: bool
     c_under: float
     c_hot: float
 
-    @property
-    def hard_constraints(self) -> list[str]:
-        p = self.problem
-        out = [lim.label for lim in self.limits if lim.metric in ("Dmax", "Dmean")]
-        out += super().hard_constraints
-        if self.require_d90:
-            out.append(f"D90 >= {p.prescription_gy:g} Gy on the sampled target points")
-        return out
-
     def evaluate(self, x: Any) -> float:
-        """The model objective of a 0/1 loading with its slacks at their optimum (``inf``
-        where a hard constraint fails by more than 1e-6 relative)."""
+        """The model objective of loading ``x`` (``inf`` where a hard constraint fails by
+        more than 1e-6 relative)."""
         p = self.problem
         s = p.soft
-        xb = np.asarray(x, dtype=bool)
+        xb = np.asarray(to_host(x), dtype=bool)
         xf = xb.astype(np.float64)
         rx = p.prescription_gy
         dt = self.A_t @ xf
@@ -195,19 +200,16 @@ class LinearModel(HighsModel):
         return float(value)
 
 
-def build_model(
+def penalty_objective(
     problem: PlanProblem, *, max_points: int = 2000, require_d90: bool = False
-) -> LinearModel:
-    """The linear model of ``problem`` (module docstring) on at most ``max_points`` target
-    rows (evenly spaced sample; all OAR rows are kept)."""
+) -> PenaltyObjective:
+    """The objective of ``build_model``'s model (same rows, same prices), without the
+    constraint matrix."""
     p = problem
     s = p.soft
     rx = float(p.prescription_gy)
     rows, A_t = sampled_target(p, max_points)
-    n, m = A_t.shape
-    n_nd = int(p.n_needles)
-    needle = np.asarray(to_host(p.seed_needle), dtype=np.int64)
-
+    n = A_t.shape[0]
     limits: list[_Limit] = []
     for hard in p.hard:
         A_k = to_host(p.A_oar[hard.structure]).astype(np.float64)
@@ -219,6 +221,43 @@ def build_model(
         L = float(hard.limit_gy)
         organ_cost = s.organ_per_pct * 100.0 / L
         limits.append(_Limit(label, hard.metric, A_k, L, q, cost, s.organ_floor_gy(L), organ_cost))
+    c_under = W_COVERAGE * 100.0 / (rx * n)
+    c_hot = s.v200_per_pct * 100.0 / (n * HOT_SCALE * rx)
+    return PenaltyObjective(p, rows, A_t, tuple(limits), require_d90, c_under, c_hot)
+
+
+@dataclass(frozen=True)
+class LinearModel(HighsModel):
+    """The linear-penalty model of the module docstring (variables x, y first)."""
+
+    penalty: PenaltyObjective
+
+    @property
+    def hard_constraints(self) -> list[str]:
+        p = self.problem
+        out = [lim.label for lim in self.penalty.limits if lim.metric in ("Dmax", "Dmean")]
+        out += super().hard_constraints
+        if self.penalty.require_d90:
+            out.append(f"D90 >= {p.prescription_gy:g} Gy on the sampled target points")
+        return out
+
+    def evaluate(self, x: Any) -> float:
+        """The model objective of a 0/1 loading (``PenaltyObjective.evaluate``)."""
+        return self.penalty.evaluate(x)
+
+
+def build_model(
+    problem: PlanProblem, *, max_points: int = 2000, require_d90: bool = False
+) -> LinearModel:
+    """The linear model of ``problem`` (module docstring) on at most ``max_points`` target
+    rows (evenly spaced sample; all OAR rows are kept)."""
+    p = problem
+    rx = float(p.prescription_gy)
+    pen = penalty_objective(p, max_points=max_points, require_d90=require_d90)
+    rows, A_t, limits = pen.rows, pen.A_t, pen.limits
+    n, m = A_t.shape
+    n_nd = int(p.n_needles)
+    needle = np.asarray(to_host(p.seed_needle), dtype=np.int64)
 
     # variable layout: x | y | u | h | per Dcc limit: t, s (n_k), e | per limit with an
     # organ term: o | z (require_d90)
@@ -237,13 +276,12 @@ def build_model(
     if require_d90:
         n_vars += n
 
-    c_under = W_COVERAGE * 100.0 / (rx * n)
-    c_hot = s.v200_per_pct * 100.0 / (n * HOT_SCALE * rx)
+    s = p.soft
     c = np.zeros(n_vars)
     c[ox:oy] = s.per_seed
     c[oy:ou] = s.per_needle
-    c[ou:oh] = c_under
-    c[oh : oh + n] = c_hot
+    c[ou:oh] = pen.c_under
+    c[oh : oh + n] = pen.c_hot
     lo, hi = np.zeros(n_vars), np.ones(n_vars)
     hi[ou:oz] = np.inf
     integrality = np.zeros(n_vars, dtype=np.int64)
@@ -301,9 +339,7 @@ def build_model(
         groups.append((place_block(np.ones((1, n)), oz, n_vars), -np.inf, float(allowed)))
 
     A, lb, ub = stack_groups(groups)
-    return LinearModel(
-        p, rows, c, A, lb, ub, lo, hi, integrality, A_t, tuple(limits), require_d90, c_under, c_hot
-    )
+    return LinearModel(p, rows, c, A, lb, ub, lo, hi, integrality, pen)
 
 
 @register("milp")
@@ -320,6 +356,7 @@ class MILPOptimizer(BaseOptimizer):
         formulation: Literal["penalty", "exact"] = "penalty",
         time_limit_s: float = 30.0,
         mip_rel_gap: float = 1e-4,
+        node_limit: int | None = None,
         max_points: int = 2000,
         require_d90: bool = False,
     ) -> OptimizeResult:
@@ -331,6 +368,8 @@ class MILPOptimizer(BaseOptimizer):
             is ``objective`` on the model's target rows; binaries per row, small cases).
         time_limit_s : wall-time limit of the LP relaxation and the MILP together, s.
         mip_rel_gap : relative gap at which HiGHS stops.
+        node_limit : at most this many branch-and-bound nodes (None: no limit). Unlike the
+            time limit it stops the search at the same point on every run and machine.
         max_points : at most this many target rows (evenly spaced sample).
         require_d90 : D90 >= Rx on the model's target rows as a hard constraint.
 
@@ -340,7 +379,7 @@ class MILPOptimizer(BaseOptimizer):
         of the MODEL objective: with ``formulation="exact"`` and every target row in the
         model, a proven lower bound of ``fun`` itself. ``extra`` holds ``formulation``,
         ``model_objective``, ``model_bound``, ``mip_gap``, ``lp_relaxation`` (model optimum
-        without integrality) and ``n_target_rows``. Status 1: time limit with a feasible
+        without integrality) and ``n_target_rows``. Status 1: time or node limit with a feasible
         loading; 2: none found (x empty).
         """
         start = time.perf_counter()
@@ -357,14 +396,22 @@ class MILPOptimizer(BaseOptimizer):
         m = problem.n_candidates
         relax = model.solve(integral=False, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
         left = time_limit_s - (time.perf_counter() - start)
-        res = model.solve(integral=True, time_limit_s=left, mip_rel_gap=mip_rel_gap)
+        res = model.solve(
+            integral=True, time_limit_s=left, mip_rel_gap=mip_rel_gap, node_limit=node_limit
+        )
         found = res.x is not None
         x = res.x[:m] > 0.5 if found else np.zeros(m, dtype=bool)
         lp_value = float(relax.fun) if relax.status == 0 else None
         if found and res.status == 0:
             status, message = 0, f"optimal within mip_rel_gap={mip_rel_gap:g}"
         elif found:
-            status, message = 1, f"stopped with a feasible loading: {res.message}"
+            nodes = int(getattr(res, "mip_node_count", 0) or 0)
+            why = (
+                f"the node limit ({node_limit} nodes)"
+                if node_limit is not None and nodes >= node_limit
+                else res.message
+            )
+            status, message = 1, f"stopped with a feasible loading: {why}"
         elif res.status == 2 or relax.status == 2:
             status = 2
             message = (

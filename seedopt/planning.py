@@ -63,6 +63,12 @@ def _rows(case: Case, limits: list[HardLimitSpec]) -> dict[str, np.ndarray]:
     """Dose points (mm) of the target and of every structure with a hard limit."""
     rows = {case.target: case.grid.points_mm(case.masks[case.target])}
     for lim in limits:
+        if not case.masks[lim.structure].any():
+            raise SeedoptError(
+                f"hard limit {lim.structure} {lim.metric} <= {lim.max_gy:g} Gy: "
+                f"{lim.structure} has no voxel inside the dose grid; extend grid.min_mm / "
+                "grid.max_mm to cover it, or leave the limit out of goals.hard"
+            )
         rows.setdefault(lim.structure, case.grid.points_mm(case.masks[lim.structure]))
     return rows
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
@@ -109,3 +111,108 @@ def test_sweep_benchmark_plans_every_level_and_compares_with_separate_runs(tmp_p
     (row,) = json.loads(report.read_text())["rows"]
     assert row["levels"] == 3 and not row["measured_1000"] and row["sweep_s"] > 0
     assert [s["prescription_gy"] for s in row["separate"]] == [100.0]
+
+
+def _cohort_modules():
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_cohort
+    import cohort
+
+    return cohort, bench_cohort
+
+
+def test_the_cohort_spans_the_published_series() -> None:
+    """At least 20 cases, 2-600 cc with most between 20 and 60 cc, every site the issue
+    names, prescriptions 100-160 Gy, 0.4-0.8 mCi, both approaches, some unreachable; each
+    config validates and voxelises to its asked volume inside the body."""
+    from seedopt.case import Case
+    from seedopt.plan_config import PlanSpec
+
+    cohort, bench = _cohort_modules()
+    cases = cohort.COHORT
+    assert len(cases) >= 20 and len({c.name for c in cases}) == len(cases)
+    volumes = [c.volume_cc for c in cases]
+    assert min(volumes) <= 2 and max(volumes) >= 600
+    assert sum(20 <= v <= 60 for v in volumes) > len(cases) / 2
+    assert {c.site for c in cases} == set(cohort.SITES)
+    assert all(100 <= c.prescription_gy <= 160 and 0.4 <= c.activity_mci <= 0.8 for c in cases)
+    assert {c.approach for c in cases} == {"template", "freehand"}
+    assert any(not c.reachable for c in cases)
+    assert {p["case"] for p in bench.PUBLISHED} <= {c.name for c in cases}
+    for c in cases:
+        spec = PlanSpec.model_validate(c.config())
+        case = Case.from_spec(spec)
+        assert case.volume_cc("GTV") == pytest.approx(c.volume_cc, rel=0.05), c.name
+        assert not (case.masks["GTV"] & ~case.masks["BODY"]).any(), c.name
+
+
+def test_the_gap_is_measured_from_the_best_bound_of_the_case() -> None:
+    _, bench = _cohort_modules()
+    rows = [
+        {"case": "a", "method": "lp", "model_value": 50.0, "bounds": {"lp_relaxation": 30.0}},
+        {
+            "case": "a",
+            "method": "milp",
+            "model_value": 40.0,
+            "bounds": {"lp_relaxation": 30.0, "milp_dual": 36.0},
+        },
+        {"case": "a", "method": "anneal", "model_value": float("inf")},
+        {"case": "b", "method": "anneal", "model_value": 10.0},
+    ]
+    bench.add_gaps(rows)
+    assert [r.get("gap_pct") for r in rows] == [
+        pytest.approx(28.0),
+        pytest.approx(10.0),
+        None,
+        None,
+    ]
+    assert rows[0]["best_bound"] == 36.0 and "best_bound" not in rows[3]
+
+
+def test_the_cohort_benchmark_runs_every_method_and_repeats_its_numbers(tmp_path: Path) -> None:
+    """The harness on the two tiny cases in quick mode, twice: every method on every case,
+    the report and its plots, every score at or above the proven model bound, hybrid no
+    worse than its own stages, and the same quality numbers on the second run."""
+    from seedopt.backend import gpu_unavailable_reason
+
+    _, bench = _cohort_modules()
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        r = subprocess.run(
+            [
+                sys.executable,
+                str(BENCHMARKS / "bench_cohort.py"),
+                "--cases",
+                "tiny",
+                "--out",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert r.returncode == 0, r.stderr
+        (report,) = out.glob("*.json")
+        runs.append(json.loads(report.read_text()))
+    rows = runs[0]["rows"]
+    assert [(r["case"], r["method"]) for r in rows] == [
+        (case, m) for case in ("tiny_chest_wall", "tiny_vertebral") for m in bench.METHODS
+    ]
+    gpu = gpu_unavailable_reason()
+    for r in rows:
+        if r["method"] == "anneal-gpu" and gpu is not None:
+            assert r["skipped"] == f"no GPU: {gpu}"
+            continue
+        assert r["goals_met"] and r["D90_over_rx"] >= 1.0 - 1e-6, r
+        assert r["model_value"] >= r["best_bound"] * (1 - 1e-9) and r["gap_pct"] >= 0
+        assert r["seeds"] > 0 and r["needles"] > 0 and r["seconds"] >= 0
+    for case in ("tiny_chest_wall", "tiny_vertebral"):
+        fun = {
+            r["method"]: r["objective"] for r in rows if r["case"] == case and "skipped" not in r
+        }
+        assert fun["hybrid"] <= min(fun["lp"], fun["anneal"]) + 1e-9
+    md = next((tmp_path / "run0").glob("*.md")).read_text()
+    assert "## Every case" in md and "| tiny_vertebral | 3.1 | 110 | hybrid |" in md
+    assert len(list((tmp_path / "run0").glob("*.png"))) == 3
+    assert bench.quality(runs[1]["rows"]) == bench.quality(rows)

@@ -212,6 +212,15 @@ def test_unreachable_goals_give_the_best_plan_and_exit_code_3(tmp_path: Path) ->
             },
             r"roles\.target: structure 'GTV' has no voxels",
         ),
+        (
+            {
+                "structures": {
+                    **SMALL["structures"],
+                    "Cord": {"shape": "cylinder", "center_mm": [0, 60, 0], "radii_mm": [4, 4]},
+                }
+            },
+            r"hard limit Cord D0\.1cc <= 45 Gy: Cord has no voxel inside the dose grid",
+        ),
     ],
 )
 def test_bad_configs_give_one_line_naming_the_key(
