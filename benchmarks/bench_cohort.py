@@ -39,10 +39,16 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from _machine import RESULTS, machine, result_stem, run_child_rows
 from cohort import BY_NAME, select
+
+if TYPE_CHECKING:
+    from seedopt.optimizer.base import OptimizeResult
+    from seedopt.optimizer.milp import PenaltyObjective
+
+    from seedopt.planning import Plan
 
 METHODS = ("clinical", "lp", "milp", "anneal", "anneal-gpu", "hybrid")
 SEED = 0
@@ -101,7 +107,9 @@ def method_options(mode: str, method: str) -> dict[str, Any]:
     return dict(o.get(method.removesuffix("-gpu"), {}))
 
 
-def plan_row(plan: Any, result: Any, penalty: Any, organs: list[str]) -> dict[str, Any]:
+def plan_row(
+    plan: Plan, result: OptimizeResult, penalty: PenaltyObjective, organs: list[str]
+) -> dict[str, Any]:
     """The numbers of one plan (metrics on the full dose grid) and its model score."""
     m = plan.metrics
     t = m["structures"][m["target"]]
