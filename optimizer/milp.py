@@ -252,6 +252,7 @@ def build_model(
     """The linear model of ``problem`` (module docstring) on at most ``max_points`` target
     rows (evenly spaced sample; all OAR rows are kept)."""
     p = problem
+    s = p.soft
     rx = float(p.prescription_gy)
     pen = penalty_objective(p, max_points=max_points, require_d90=require_d90)
     rows, A_t, limits = pen.rows, pen.A_t, pen.limits
@@ -276,7 +277,6 @@ def build_model(
     if require_d90:
         n_vars += n
 
-    s = p.soft
     c = np.zeros(n_vars)
     c[ox:oy] = s.per_seed
     c[oy:ou] = s.per_needle
