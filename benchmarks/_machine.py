@@ -9,9 +9,11 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -68,6 +70,16 @@ def run_child(cmd: list[str], timeout_s: float) -> dict:
     except subprocess.CalledProcessError as exc:
         return {"error": exc.stderr.strip().splitlines()[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rows_out() -> TextIO:
+    """A child's channel for its JSON rows: the process's standard output. From here on file
+    descriptor 1 points at standard error, so what native code prints there (HiGHS writes some
+    MIP diagnostics straight to it) cannot land between the rows."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return out
 
 
 def run_child_rows(cmd: list[str], timeout_s: float) -> tuple[list[dict], str | None]:

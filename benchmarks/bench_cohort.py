@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from _machine import RESULTS, machine, result_stem, run_child_rows
+from _machine import RESULTS, machine, result_stem, rows_out, run_child_rows
 from cohort import BY_NAME, select
 
 if TYPE_CHECKING:
@@ -158,6 +158,7 @@ def run_case(name: str, mode: str, methods: list[str]) -> None:
     from seedopt.plan_config import PlanSpec
     from seedopt.planning import build_problem, finish_plan
 
+    out = rows_out()
     c = BY_NAME[name]
     t = time.perf_counter()
     spec = PlanSpec.model_validate(c.config())
@@ -191,7 +192,7 @@ def run_case(name: str, mode: str, methods: list[str]) -> None:
         if method == "anneal-gpu":
             why = gpu_unavailable_reason()
             if why is not None:
-                print(json.dumps({**row, "skipped": f"no GPU: {why}"}), flush=True)
+                print(json.dumps({**row, "skipped": f"no GPU: {why}"}), file=out)
                 continue
             if gpu_problem is None:
                 gpu = select_backend("gpu")[0]
@@ -204,7 +205,7 @@ def run_case(name: str, mode: str, methods: list[str]) -> None:
         seconds = time.perf_counter() - t
         plan = finish_plan(spec, case, candidates, source, cpu, problem, result, False, {})
         row.update(plan_row(plan, result, penalty, organs), seconds=seconds)
-        print(json.dumps(row), flush=True)
+        print(json.dumps(row), file=out)
 
 
 def add_gaps(rows: list[dict]) -> None:

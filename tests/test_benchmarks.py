@@ -216,3 +216,25 @@ def test_the_cohort_benchmark_runs_every_method_and_repeats_its_numbers(tmp_path
     assert "## Every case" in md and "| tiny_vertebral | 3.1 | 110 | hybrid |" in md
     assert len(list((tmp_path / "run0").glob("*.png"))) == 3
     assert bench.quality(runs[1]["rows"]) == bench.quality(rows)
+
+
+def test_a_child_keeps_its_rows_apart_from_what_native_code_prints(tmp_path: Path) -> None:
+    """HiGHS prints some MIP diagnostics straight to file descriptor 1; a benchmark child
+    writing its rows through ``rows_out`` still hands every row, and only rows, back."""
+    sys.path.insert(0, str(BENCHMARKS))
+    from _machine import run_child_rows
+
+    child = tmp_path / "child.py"
+    child.write_text(
+        "import json, os, sys\n"
+        f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
+        "from _machine import rows_out\n"
+        "out = rows_out()\n"
+        "for k in range(3):\n"
+        "    os.write(1, b'HighsMipSolverData::transformNewIntegerFeasibleSolution\\n')\n"
+        "    print('a Python print', flush=True)\n"
+        "    print(json.dumps({'row': k}), file=out)\n"
+    )
+    rows, why = run_child_rows([sys.executable, str(child)], timeout_s=60)
+    assert why is None
+    assert rows == [{"row": 0}, {"row": 1}, {"row": 2}]
