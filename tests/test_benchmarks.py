@@ -12,26 +12,29 @@ import pytest
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
-def test_device_benchmark_plans_every_size_on_every_usable_backend(tmp_path: Path) -> None:
+def run_benchmark(
+    script: str, *args: str, out: Path, report: str = "*.json", timeout_s: float = 300
+) -> Path:
+    """Run ``benchmarks/<script>`` with ``args`` writing into ``out``; the one results file it
+    wrote there, matching ``report``."""
     r = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_device.py"),
-            "--sizes",
-            "3000x120,4000x160",
-            "--iterations",
-            "60",
-            "--chains",
-            "4",
-            "--out",
-            str(tmp_path),
-        ],
+        [sys.executable, str(BENCHMARKS / script), *args, "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout_s,
     )
     assert r.returncode == 0, r.stderr
-    (report,) = tmp_path.glob("*-device.json")
+    (written,) = out.glob(report)
+    return written
+
+
+def test_device_benchmark_plans_every_size_on_every_usable_backend(tmp_path: Path) -> None:
+    report = run_benchmark(
+        "bench_device.py",
+        *("--sizes", "3000x120,4000x160", "--iterations", "60", "--chains", "4"),
+        out=tmp_path,
+        report="*-device.json",
+    )
     rows = json.loads(report.read_text())["rows"]
     assert [(row["n_points"], row["backend"]) for row in rows if row["backend"] == "cpu"] == [
         (3000, "cpu"),
@@ -100,14 +103,7 @@ def test_the_clinical_comparison_plans_to_the_baselines_d90_and_organ_doses() ->
 
 def test_sweep_benchmark_plans_every_level_and_compares_with_separate_runs(tmp_path: Path) -> None:
     args = ["--levels", "3", "--iterations", "50", "--separate", "1", "--backend", "cpu"]
-    r = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_sweep.py"), *args, "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    (report,) = tmp_path.glob("*-sweep.json")
+    report = run_benchmark("bench_sweep.py", *args, out=tmp_path, report="*-sweep.json")
     (row,) = json.loads(report.read_text())["rows"]
     assert row["levels"] == 3 and not row["measured_1000"] and row["sweep_s"] > 0
     assert [s["prescription_gy"] for s in row["separate"]] == [100.0]
@@ -178,22 +174,9 @@ def test_the_cohort_benchmark_runs_every_method_and_repeats_its_numbers(tmp_path
     _, bench = _cohort_modules()
     runs = []
     for k in range(2):
-        out = tmp_path / f"run{k}"
-        r = subprocess.run(
-            [
-                sys.executable,
-                str(BENCHMARKS / "bench_cohort.py"),
-                "--cases",
-                "tiny",
-                "--out",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
+        report = run_benchmark(
+            "bench_cohort.py", "--cases", "tiny", out=tmp_path / f"run{k}", timeout_s=600
         )
-        assert r.returncode == 0, r.stderr
-        (report,) = out.glob("*.json")
         runs.append(json.loads(report.read_text()))
     rows = runs[0]["rows"]
     assert [(r["case"], r["method"]) for r in rows] == [
