@@ -61,8 +61,9 @@ def result_stem(name: str = "") -> Path:
 
 
 def run_child(cmd: list[str], timeout_s: float) -> dict:
-    """Run a benchmark child process that prints its row as JSON on its last stdout line:
-    that row, or ``{"timed_out_s": timeout_s}``, or ``{"error": its last stderr line}``."""
+    """Run a benchmark child process that prints its row as JSON on its last stdout line
+    (through ``rows_out``): that row, or ``{"timed_out_s": timeout_s}``, or
+    ``{"error": its last stderr line}``."""
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -83,9 +84,9 @@ def rows_out() -> TextIO:
 
 
 def run_child_rows(cmd: list[str], timeout_s: float) -> tuple[list[dict], str | None]:
-    """Run a child that prints one JSON row per line as it goes: the rows it printed, and
-    None or why it stopped early (timed out: the rows before are kept; or its last stderr
-    line when it failed)."""
+    """Run a child that prints one JSON row per line as it goes (through ``rows_out``): the
+    rows it printed, and None or why it stopped early (timed out: the rows before are kept;
+    or its last stderr line when it failed)."""
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         rows: list[dict] = []

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import RESULTS, machine, result_stem, run_child, write_rows
+from _machine import RESULTS, machine, result_stem, rows_out, run_child, write_rows
 from bench_matrix import copy_bandwidth_gbs
 
 DEFAULT_SIZES = "50000x1000,200000x5000,500000x10000"
@@ -139,7 +139,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         b, n, m, c, i = args.one
-        print(json.dumps(one(b, int(n), int(m), int(c), int(i))))
+        out = rows_out()
+        print(json.dumps(one(b, int(n), int(m), int(c), int(i))), file=out)
         return
     from seedopt.backend import gpu_unavailable_reason
 

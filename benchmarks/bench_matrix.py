@@ -19,7 +19,7 @@ import sys
 import time
 
 import numpy as np
-from _machine import machine, result_stem, write_rows
+from _machine import machine, result_stem, rows_out, write_rows
 
 DEFAULT_SIZES = "10000x1000,50000x1000,100000x2000,200000x5000"
 CPU_GOAL = 3e7
@@ -117,7 +117,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         b, n, m, storage = args.one
-        print(json.dumps(one(b, int(n), int(m), args.repeats, storage)))
+        out = rows_out()
+        print(json.dumps(one(b, int(n), int(m), args.repeats, storage)), file=out)
         return
     from seedopt.backend import gpu_unavailable_reason
 

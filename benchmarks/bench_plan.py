@@ -26,7 +26,7 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from _machine import machine, result_stem, run_child, write_rows
+from _machine import machine, result_stem, rows_out, run_child, write_rows
 
 CASES = "vertebral,chest_wall,head_neck,cervical_node,trunk_sarcoma"
 METHODS = (
@@ -147,7 +147,8 @@ def main() -> None:
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(*args.one)))
+        out = rows_out()
+        print(json.dumps(one(*args.one)), file=out)
         return
     info = machine()
     rows = []
