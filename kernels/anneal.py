@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import array_module
+from seedopt.backend import array_module
 
 BLOCK = 256
 MAX_BLOCKS = 65535 * 8

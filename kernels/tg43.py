@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..dose.tg43 import TG43Tables, device_tables
+from seedopt.dose.tg43 import TG43Tables, device_tables
 
 BLOCK = 256
 MAX_GRID_Y = 65535

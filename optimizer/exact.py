@@ -41,7 +41,7 @@ import numpy as np
 from scipy import sparse
 
 from .base import HardLimit, PlanProblem
-from .milp import HighsModel, place_block, sampled_target, stack_groups
+from .highs import HighsModel, place_block, sampled_target, stack_groups
 from .objective import W_COVERAGE, W_HARD, hottest_points
 from .registry import to_host
 

@@ -24,7 +24,8 @@ from seedopt.optimizer import (
 )
 from seedopt.optimizer.anneal import needle_neighbours, terms_from_doses
 from seedopt.optimizer.clinical import clinical_loading, clinical_ranking, farthest_point_order
-from seedopt.optimizer.milp import build_model, sample_rows
+from seedopt.optimizer.highs import sample_rows
+from seedopt.optimizer.milp import build_model
 from seedopt.optimizer.objective import decisive_rows, dose, limit_value
 from seedopt.optimizer.synthetic import RECTUM_LIMITS, RX_GY, synthetic_problem
 

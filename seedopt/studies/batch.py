@@ -134,10 +134,10 @@ def plan_task(task: Task, backend_request: str, cache_dir: str | None) -> dict[s
     """Run one task (in a Ray worker): its record (``attrs``, ``arrays``) and its log text.
     Never raises for a bad case: the error goes into the record."""
     from ..backend import select_backend
-    from ..cli import format_report
     from ..export import _clean
     from ..plan_config import PlanSpec
     from ..planning import plan_case
+    from ..report import format_report
 
     start = time.perf_counter()
     attrs = _task_attrs(task)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..cli import backend_option, cache_folder, cache_option, cli
+from .options import backend_option, cache_folder, cache_option, echo_backend
 
 config_paths = click.argument(
     "configs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
@@ -21,7 +21,7 @@ def out_option(folder: bool, help: str):  # type: ignore[no-untyped-def]
     return click.option("--out", type=kind, required=True, help=help)
 
 
-@cli.command("batch")
+@click.command("batch")
 @config_paths
 @out_option(False, "results.h5; parts and logs go beside it (OUT.parts/, OUT.logs/).")
 @click.option(
@@ -54,7 +54,7 @@ def batch_cmd(
 
     Exit code 0 when every plan meets its goals, 3 when one misses a goal, 4 when a task
     failed (the summary and OUT.logs/ say why)."""
-    from .batch import format_summary, make_tasks, run_batch
+    from ..studies.batch import format_summary, make_tasks, run_batch
 
     if backend not in ("auto", "cpu", "gpu"):
         raise click.BadParameter(f"unknown backend {backend!r}", param_hint="--backend")
@@ -75,12 +75,12 @@ def batch_cmd(
 
 
 def _levels(text: str | None, what: str):  # type: ignore[no-untyped-def]
-    from .specs import parse_levels
+    from ..studies.specs import parse_levels
 
     return None if text is None else parse_levels(text, what)
 
 
-@cli.command("escalate")
+@click.command("escalate")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--rx", required=True, help="Prescriptions, Gy: start:stop:step or a,b,c.")
 @click.option("--strength-u", help="Seed strengths, U: start:stop:step or a,b,c.")
@@ -107,10 +107,9 @@ def escalate_cmd(
 ) -> None:
     """Plan CONFIG at every prescription level (and strength, pitch, needle limit): the
     achievable target dose and what it costs the organs."""
-    from ..cli import _backend
     from ..plan_config import load_plan_spec
     from ..studies.escalate import escalate, escalation_figure, write_table
-    from .specs import parse_levels
+    from ..studies.specs import parse_levels
 
     levels = parse_levels(rx, "--rx")
     strengths = _levels(strength_u, "--strength-u")
@@ -121,7 +120,7 @@ def escalate_cmd(
     spec = load_plan_spec(config)
     table = escalate(
         spec,
-        _backend(backend),
+        echo_backend(backend),
         levels,
         strengths_u=strengths,
         pitches_mm=pitches,
@@ -151,7 +150,7 @@ def pd_options():  # type: ignore[no-untyped-def]
     return pd.option_context("display.width", 200, "display.max_columns", 40)
 
 
-@cli.command("tune")
+@click.command("tune")
 @config_paths
 @out_option(True, "Folder for tune.db (default storage), trials.csv, best.json, pareto.csv/png.")
 @click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True)
@@ -180,9 +179,8 @@ def tune_cmd(
 ) -> None:
     """Tune the optimizer over CONFIGS with Optuna, or trace the coverage / organ-dose
     Pareto front (--objective pareto)."""
-    from ..cli import _backend
-    from .specs import load_specs
-    from .tune import tune
+    from ..studies.specs import load_specs
+    from ..studies.tune import tune
 
     specs = [spec for _, spec in load_specs(list(configs))]
     if storage is not None and "://" not in storage:
@@ -191,7 +189,7 @@ def tune_cmd(
         )
     study = tune(
         specs,
-        _backend(backend),
+        echo_backend(backend),
         out,
         trials=trials,
         objective=objective,

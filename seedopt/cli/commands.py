@@ -1,66 +1,28 @@
-"""Command line: ``seedopt COMMAND``. Bad input gives one line on stderr and exit code 2."""
+"""The single-plan commands: sources, source-table, dose, commission, plan, init-case,
+evaluate."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 import numpy as np
 
-from . import __version__
-from .backend import Backend, select_backend
-from .errors import SeedoptError
-from .sources import DEFAULT_HALF_LIFE_D, Source, get_model, known_models
-
-EXIT_BAD_INPUT = 2
-EXIT_GOALS_MISSED = 3
-
-
-def _backend(request: str) -> Backend:
-    backend, message = select_backend(request)
-    click.echo(message, err=True)
-    return backend
-
-
-backend_option = click.option(
-    "--backend",
-    default="auto",
-    show_default=True,
-    metavar="[auto|cpu|gpu]",
-    help="Where to compute dose: auto takes the GPU when CuPy and a device answer.",
-)
-cache_option = click.option(
-    "--cache",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Dose-matrix cache folder (default: $SEEDOPT_CACHE or ~/.cache/seedopt).",
+from ..errors import SeedoptError
+from ..report import format_comparison, format_report
+from ..sources import DEFAULT_HALF_LIFE_D, Source, get_model, known_models
+from .options import (
+    EXIT_GOALS_MISSED,
+    backend_option,
+    cache_folder,
+    cache_option,
+    echo_backend,
+    formalism_option,
 )
 
 
-def cache_folder(cache: Path | None) -> Path:
-    """The dose-matrix cache folder: ``--cache``, else the default."""
-    from .dose.cache import default_cache_dir
-
-    return cache or default_cache_dir()
-
-
-formalism_option = click.option(
-    "--formalism",
-    default="2d",
-    show_default=True,
-    metavar="[2d|1d]",
-    help="TG-43U1 2D line source (F(r,theta)) or 1D (phi_an(r)).",
-)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="seedopt")
-def cli() -> None:
-    """seedopt: inverse planning for permanent I-125 seed brachytherapy (TG-43U1 dose)."""
-
-
-@cli.command("sources")
+@click.command("sources")
 def sources_cmd() -> None:
     """List the TG-43U1 consensus source models."""
     for mid in known_models():
@@ -71,7 +33,7 @@ def sources_cmd() -> None:
         )
 
 
-@cli.command("source-table")
+@click.command("source-table")
 @click.argument("model")
 @formalism_option
 @click.option(
@@ -82,10 +44,10 @@ def sources_cmd() -> None:
 @backend_option
 def source_table_cmd(model: str, formalism: str, out: Path | None, backend: str) -> None:
     """Dose rate per unit air-kerma strength of MODEL on the consensus (r, theta) grid."""
-    from .commissioning import dose_rate_table, format_table, write_csv
+    from ..commissioning import dose_rate_table, format_table, write_csv
 
     src_model = get_model(model)
-    table = dose_rate_table(src_model, formalism, _backend(backend))
+    table = dose_rate_table(src_model, formalism, echo_backend(backend))
     click.echo(format_table(table, src_model))
     if out is not None:
         write_csv(table, out)
@@ -135,7 +97,7 @@ def _read_xyz(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
     return xyz, axes
 
 
-@cli.command("dose")
+@click.command("dose")
 @click.option("--model", required=True, help="Source model id or alias (see `seedopt sources`).")
 @click.option("--strength-u", type=float, help="Air-kerma strength per seed, U.")
 @click.option("--activity-mci", type=float, help="Apparent activity per seed, mCi (1.270 U/mCi).")
@@ -173,7 +135,7 @@ def dose_cmd(
     backend: str,
 ) -> None:
     """Dose at points from a set of seeds (TG-43U1), e.g. for checks and post-implant work."""
-    from .dose import dose_at_points
+    from ..dose import dose_at_points
 
     source = _source(model, strength_u, activity_mci, half_life_d)
     seeds, axes = _read_xyz(seeds_path, "seeds")
@@ -186,7 +148,7 @@ def dose_cmd(
         axes if axes is not None else [0.0, 0.0, 1.0],
         source,
         formalism=formalism,
-        backend=_backend(backend),
+        backend=echo_backend(backend),
         days=days,
         rate=rate,
     )
@@ -206,7 +168,7 @@ def dose_cmd(
         )
 
 
-@cli.command("commission")
+@click.command("commission")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -217,10 +179,10 @@ def dose_cmd(
 @backend_option
 def commission_cmd(out: Path, backend: str) -> None:
     """Commission every source model: tables, figures, and checks against the consensus data."""
-    from .commissioning import check_model, dose_rate_table, write_csv
-    from .figures import commissioning_figure
+    from ..commissioning import check_model, dose_rate_table, write_csv
+    from ..figures import commissioning_figure
 
-    b = _backend(backend)
+    b = echo_backend(backend)
     out.mkdir(parents=True, exist_ok=True)
     click.echo(
         f"{'model':9} {'Ddot(1cm,90)':>13} {'Lambda':>7} {'max|dgL|':>9} {'max|dF|':>9} "
@@ -239,7 +201,7 @@ def commission_cmd(out: Path, backend: str) -> None:
     click.echo(f"tables (CSV, 2D and 1D) and figures in {out}/", err=True)
 
 
-@cli.command("plan")
+@click.command("plan")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--out",
@@ -262,12 +224,12 @@ def plan_cmd(
     backend: str,
 ) -> None:
     """Plan CONFIG. Exit code 3 when the best plan misses a goal (the report says by how much)."""
-    from .export import write_outputs
-    from .plan_config import load_plan_spec
-    from .planning import plan_case
+    from ..export import write_outputs
+    from ..plan_config import load_plan_spec
+    from ..planning import plan_case
 
     spec = load_plan_spec(config)
-    b = _backend(backend)
+    b = echo_backend(backend)
     cache_dir = None if no_cache else cache_folder(cache)
     click.echo(f"planning {spec.name} ({spec.description})", err=True)
     plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
@@ -280,7 +242,7 @@ def plan_cmd(
         sys.exit(EXIT_GOALS_MISSED)
 
 
-@cli.command("init-case")
+@click.command("init-case")
 @click.option(
     "--ct",
     type=click.Path(file_okay=False, path_type=Path),
@@ -302,8 +264,8 @@ def init_case_cmd(
     margin_mm: float,
 ) -> None:
     """Write a complete, commented plan config from a structure set (and CT)."""
-    from .atomic import atomic_path
-    from .dicom.init_case import format_decisions, init_case
+    from ..atomic import atomic_path
+    from ..dicom.init_case import format_decisions, init_case
 
     if not (np.isfinite(rx_gy) and rx_gy > 0):
         raise SeedoptError(f"--rx must be a positive dose in Gy, got {rx_gy:g}")
@@ -325,7 +287,7 @@ def _read_implant(path: Path) -> tuple[np.ndarray, np.ndarray, int, float | None
     except OSError as exc:
         raise SeedoptError(f"cannot read seeds file {path}: {exc.strerror}") from None
     if is_dicom:
-        from .dicom import read_rtplan_seeds
+        from ..dicom import read_rtplan_seeds
 
         s = read_rtplan_seeds(path)
         return s.positions_mm, s.axes, s.n_needles, s.strength_u, s.model_id
@@ -351,23 +313,7 @@ def _implant_source(spec_source: Source, strength_u: float | None, model_id: str
     return Source(model, strength, spec_source.half_life_d)
 
 
-COMPARED = ("D90_gy", "D100_gy", "V100_pct", "V150_pct", "V200_pct", "D0.1cc_gy", "D2cc_gy")
-
-
-def format_comparison(pre: dict[str, Any], post: dict[str, Any]) -> str:
-    """Pre-plan and post-implant metrics side by side (structures and metrics in both)."""
-    lines = [f"{'structure':16} {'metric':9} {'pre-plan':>9} {'implant':>9} {'change':>8}"]
-    for name, s in post["structures"].items():
-        for key in COMPARED:
-            a = pre["structures"].get(name, {}).get(key)
-            b = s.get(key)
-            if a is None or b is None or np.isnan(b):
-                continue
-            lines.append(f"{name:16} {key:9} {a:>9.1f} {b:>9.1f} {b - a:>+8.1f}")
-    return "\n".join(lines)
-
-
-@cli.command("evaluate")
+@click.command("evaluate")
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--seeds",
@@ -396,9 +342,9 @@ def evaluate_cmd(
     """Post-implant dosimetry of the seeds actually placed, on CONFIG's case."""
     import json
 
-    from .export import write_json
-    from .plan_config import load_plan_spec
-    from .planning import evaluate_implant
+    from ..export import write_json
+    from ..plan_config import load_plan_spec
+    from ..planning import evaluate_implant
 
     spec = load_plan_spec(config)
     seeds, axes, n_needles, plan_strength, model_id = _read_implant(seeds_path)
@@ -413,14 +359,15 @@ def evaluate_cmd(
             pre = json.loads((pre_plan / "metrics.json").read_text())
         except (OSError, ValueError) as exc:
             raise SeedoptError(f"--plan {pre_plan}: cannot read metrics.json ({exc})") from None
-    case, dose, metrics = evaluate_implant(spec, seeds, axes, n_needles, source, _backend(backend))
+    b = echo_backend(backend)
+    case, dose, metrics = evaluate_implant(spec, seeds, axes, n_needles, source, b)
     out.mkdir(parents=True, exist_ok=True)
     if pre is not None:
         metrics["pre_plan"] = {"folder": str(pre_plan), "structures": pre["structures"]}
     write_json(out / "metrics.json", metrics)
     written = ["metrics.json"]
     if spec.dicom is not None:
-        from .dicom import load_images, write_rtdose
+        from ..dicom import load_images, write_rtdose
 
         d = spec.dicom
         study = load_images(d.rtstruct, d.ct, d.slice_thickness_mm).study
@@ -434,60 +381,5 @@ def evaluate_cmd(
         sys.exit(EXIT_GOALS_MISSED)
 
 
-def format_report(m: dict[str, Any]) -> str:
-    """The metrics table a physicist reads: target, organs, indices, goals with pass/fail."""
-    t = m["structures"][m["target"]]
-    lines = [
-        f"method {m['method']}: {m['n_seeds']} seeds on {m['n_needles']} needles, total "
-        f"{m['total_strength_u']:.2f} U; prescription {m['prescription_gy']:g} Gy",
-        f"target {m['target']} ({t['volume_cc']:.1f} cc): D90 {t['D90_gy']:.1f} Gy, "
-        f"D100 {t['D100_gy']:.1f} Gy, V100 {t['V100_pct']:.1f} %, V150 {t['V150_pct']:.1f} %, "
-        f"V200 {t['V200_pct']:.1f} %",
-        f"CI {m['indices']['CI']:.2f}  EI {m['indices']['EI']:.2f}  HI {m['indices']['HI']:.2f}",
-        f"{'structure':16} {'cc':>7} {'Dmax':>8} {'D0.1cc':>8} {'D2cc':>8} {'Dmean':>8}  (Gy)",
-    ]
-    for name, s in m["structures"].items():
-        lines.append(
-            f"{name:16} {s['volume_cc']:>7.1f} {s['Dmax_gy']:>8.1f} "
-            f"{s['D0.1cc_gy']:>8.1f} {s['D2cc_gy']:>8.1f} {s['Dmean_gy']:>8.1f}"
-        )
-    lines.append("goals:")
-    for g in m["goals"]:
-        status = (
-            "PASS" if g["met"] else f"FAIL (misses by {g['miss']:.1f} Gy, {g['miss_pct']:.1f} %)"
-        )
-        lines.append(f"  {g['name']:40} {g['value']:8.1f} Gy  {status}")
-    times = ", ".join(f"{k} {v:.2f} s" for k, v in m["runtime_s"].items())
-    lines.append(f"time: {times}")
-    return "\n".join(lines)
-
-
 def _slug(model_id: str) -> str:
     return model_id.replace(".", "").replace("-", "")
-
-
-def main(argv: list[str] | None = None) -> Any:
-    """Entry point: one clear line and exit code 2 on bad input, never a traceback."""
-    try:
-        return cli.main(args=argv, prog_name="seedopt", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("seedopt: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        click.echo(f"seedopt: error: {exc.format_message()}", err=True)
-        sys.exit(EXIT_BAD_INPUT)
-    except SeedoptError as exc:
-        click.echo(f"seedopt: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except MemoryError:
-        click.echo(
-            "seedopt: error: out of memory; use fewer points or seeds, float16 storage "
-            "or a truncation radius",
-            err=True,
-        )
-        sys.exit(EXIT_BAD_INPUT)
-
-
-from .studies import cli as _studies_cli  # noqa: E402,F401  (registers batch, escalate, tune)
