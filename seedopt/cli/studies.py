@@ -32,6 +32,13 @@ def out_option(folder: bool, help: str):  # type: ignore[no-untyped-def]
 @click.option("--method", "methods", multiple=True, help="Optimizer; repeat for several.")
 @click.option("--seed", type=int, help="Random seed of every task (default: each config's).")
 @click.option("--address", help="Join this Ray cluster (default: an embedded local Ray).")
+@click.option(
+    "--connect-timeout-s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="With --address: give up when the cluster does not answer within this time.",
+)
 @click.option("--workers", type=click.IntRange(min=1), help="CPUs of the local Ray.")
 @click.option("--save-dose", is_flag=True, help="Keep each plan's dose grid in the results.")
 @click.option("--retry-failed", is_flag=True, help="Run failed tasks again on resume.")
@@ -44,6 +51,7 @@ def batch_cmd(
     methods: tuple[str, ...],
     seed: int | None,
     address: str | None,
+    connect_timeout_s: float,
     workers: int | None,
     save_dose: bool,
     retry_failed: bool,
@@ -65,6 +73,7 @@ def batch_cmd(
         backend=backend,
         address=address,
         workers=workers,
+        connect_timeout_s=connect_timeout_s,
         cache_dir=cache_folder(cache),
         retry_failed=retry_failed,
         echo=lambda line: click.echo(line, err=True),

@@ -24,9 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import SeedoptError
+from ..plan_config import PlanSpec, load_plan_spec
+from .ray_session import DEFAULT_CONNECT_TIMEOUT_S, ray_session, terminate_as_exit
+from .ray_watchdog import alive
 from .results import assemble, read_part, summary_row, write_part
-from .specs import load_specs, load_variants, spec_digest, spec_with
+from .specs import load_variants, spec_digest, spec_with
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class Task:
     case: str
     variant: str
     config: str
-    spec: dict[str, Any]  # the validated PlanSpec as JSON data (variant applied)
+    spec: PlanSpec  # validated, with the variant and the method applied
     method: str | None
     seed: int
     digest: str
@@ -70,8 +74,20 @@ class BatchSummary:
         return 3 if self.count("missed") else 0
 
 
-def _key(*parts: str) -> str:
-    return "__".join(re.sub(r"[^A-Za-z0-9_.-]+", "-", p) for p in parts)
+KEY_MAX = 200
+"""The longest task key: it names a part file (with ``.h5`` and a temporary suffix)."""
+MAX_LISTED = 10
+"""The most problems one error line lists."""
+RAY_RETRIES = 2
+"""How often Ray runs a task again whose worker or node died (a task's own errors are
+recorded, never retried)."""
+
+
+def task_key(*parts: str) -> str:
+    """``case__variant[__method]``, each part reduced to letters, digits, ``_ . -``; never
+    starting with a dot (a hidden file would pass for a temporary one)."""
+    key = "__".join(re.sub(r"[^A-Za-z0-9_.-]+", "-", p) for p in parts)
+    return re.sub(r"^\.", "-", key)
 
 
 def make_tasks(
@@ -81,30 +97,97 @@ def make_tasks(
     seed: int | None = None,
     save_dose: bool = False,
 ) -> list[Task]:
-    """Every (case, variant, method) of a batch, validated before anything runs."""
+    """Every (case, variant, method) of a batch as a validated ``PlanSpec`` (the variant
+    and the method applied), before anything runs. Every problem found (a config that does
+    not load, a bad override, an unknown method or options the config model refuses, two
+    tasks with one key) is reported at once, in one error."""
+    from ..optimizer import get_optimizer
+
+    if not configs:
+        raise SeedoptError("give one or more plan configs")
+    twice = sorted({m for m in methods if methods.count(m) > 1})
+    if twice:
+        raise SeedoptError(f"--method {', '.join(twice)} given more than once")
     variants = load_variants(variants_path)
+    problems: list[str] = []
+    for m in methods:
+        try:
+            get_optimizer(m)
+        except SeedoptError as exc:
+            problems.append(f"--method {m}: {exc}")
     tasks = []
-    for path, spec in load_specs(configs):
+    for path in map(Path, configs):
+        try:
+            spec = load_plan_spec(path)
+        except SeedoptError as exc:
+            problems.append(str(exc))
+            continue
         for vname, overrides in variants.items():
-            vspec = spec_with(spec, overrides, f"{variants_path}: variant {vname}")
-            for method in methods or (None,):
-                s = vspec.optimizer.seed if seed is None else seed
-                m = method or vspec.optimizer.method
-                key = _key(spec.name, vname, *([m] if len(methods) > 1 else []))
+            where = f"{path}, variant {vname} ({variants_path})" if variants_path else str(path)
+            try:
+                vspec = spec_with(spec, overrides, where)
+            except SeedoptError as exc:
+                problems.append(str(exc))
+                continue
+            for m in methods or (vspec.optimizer.method,):
+                if not methods:  # the config's method (--method names are checked above)
+                    try:
+                        get_optimizer(m)
+                    except SeedoptError as exc:
+                        problems.append(f"{where}: optimizer.method: {exc}")
+                        continue
+                try:
+                    mspec = spec_with(vspec, {"optimizer": {"method": m}}, f"{where}, method {m}")
+                except SeedoptError as exc:
+                    problems.append(str(exc))
+                    continue
+                s = mspec.optimizer.seed if seed is None else seed
                 tasks.append(
                     Task(
-                        key=key,
+                        key=task_key(spec.name, vname, *([m] if len(methods) > 1 else [])),
                         case=spec.name,
                         variant=vname if len(methods) <= 1 else f"{vname}/{m}",
                         config=str(path),
-                        spec=vspec.model_dump(mode="json"),
+                        spec=mspec,
                         method=m,
                         seed=s,
-                        digest=spec_digest(vspec, m, s, save_dose),
+                        digest=spec_digest(mspec, m, s, save_dose),
                         save_dose=save_dose,
                     )
                 )
+    problems += _key_problems(tasks)
+    if problems:
+        listed = "; ".join(problems[:MAX_LISTED])
+        more = f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        head = "" if len(problems) == 1 else f"{len(problems)} problems, no task run: "
+        raise SeedoptError(head + listed + more)
     return tasks
+
+
+def _key_problems(tasks: list[Task]) -> list[str]:
+    """Keys too long for a file name, and keys two tasks share (compared ignoring case,
+    as file systems on macOS and Windows do)."""
+    problems = []
+    seen: dict[str, Task] = {}
+    for t in tasks:
+        if len(t.key.encode()) > KEY_MAX:
+            problems.append(
+                f"{t.config}: task key {t.key[:40]}... is longer than {KEY_MAX} "
+                "bytes; use a shorter case name"
+            )
+        other = seen.setdefault(t.key.casefold(), t)
+        if other is not t:
+            keys = repr(t.key) if t.key == other.key else f"{other.key!r} and {t.key!r}"
+            same = "the same key" if t.key == other.key else "keys equal but for case"
+            problems.append(
+                f"{_describe(other)} and {_describe(t)} map to {same}, {keys} (a task key "
+                "names its part file and its result): rename one case"
+            )
+    return problems
+
+
+def _describe(t: Task) -> str:
+    return f"{t.config} (case {t.case!r}, variant {t.variant})"
 
 
 def _task_attrs(task: Task) -> dict[str, Any]:
@@ -135,7 +218,6 @@ def plan_task(task: Task, backend_request: str, cache_dir: str | None) -> dict[s
     Never raises for a bad case: the error goes into the record."""
     from ..backend import select_backend
     from ..export import _clean
-    from ..plan_config import PlanSpec
     from ..planning import plan_case
     from ..report import format_report
 
@@ -147,12 +229,11 @@ def plan_task(task: Task, backend_request: str, cache_dir: str | None) -> dict[s
         f"pid {os.getpid()} on {os.uname().nodename}"
     ]
     try:
-        spec = PlanSpec.model_validate(task.spec)
         backend, why = select_backend(backend_request)
         log.append(why)
         t = time.perf_counter()
         plan = plan_case(
-            spec,
+            task.spec,
             backend,
             method=task.method,
             seed=task.seed,
@@ -184,35 +265,29 @@ def plan_task(task: Task, backend_request: str, cache_dir: str | None) -> dict[s
     return {"attrs": attrs, "arrays": arrays, "log": "\n".join(log) + "\n"}
 
 
-def _start_ray(address: str | None, workers: int | None) -> bool:
-    """Connect to Ray: ``address`` (an existing cluster), else the session's Ray if one is
-    initialised, else an embedded local one with ``workers`` CPUs (default: every core).
-    True when this call started it (and so should shut it down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    if address:
-        try:
-            ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise SeedoptError(f"cannot join the Ray cluster at {address}: {exc}") from None
-    else:
-        ray.init(num_cpus=workers or os.cpu_count(), object_store_memory=512 * 2**20, **kwargs)
-    return True
-
-
-def _remove_stale_temps(parts: Path) -> None:
-    """Temporary part files left by a killed batch (their writer's pid is gone)."""
-    for tmp in parts.glob(".*.tmp-*"):
-        pid = int(tmp.name.rsplit("-", 1)[-1]) if tmp.name.rsplit("-", 1)[-1].isdigit() else 0
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, ValueError):
+def _remove_stale_temps(folder: Path, name: str = "*") -> None:
+    """Temporary files ``.NAME.tmp-PID`` a killed batch left in ``folder`` (their writer,
+    process PID, is gone)."""
+    for tmp in folder.glob(f".{name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not alive(int(pid)):
             tmp.unlink(missing_ok=True)
-        except PermissionError:
-            pass
+
+
+def _output_folders(out: Path) -> tuple[Path, Path]:
+    """``OUT.parts/`` and ``OUT.logs/``, created and writable, or one error naming them."""
+    if out.is_dir():
+        raise SeedoptError(f"--out {out} is a folder; give the results file, e.g. {out}/results.h5")
+    parts = out.with_name(out.name + ".parts")
+    logs = out.with_name(out.name + ".logs")
+    for folder in (parts, logs):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SeedoptError(f"--out {out}: cannot create {folder}: {exc.strerror}") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise SeedoptError(f"--out {out}: cannot write in {folder}")
+    return parts, logs
 
 
 def run_batch(
@@ -222,6 +297,7 @@ def run_batch(
     backend: str = "auto",
     address: str | None = None,
     workers: int | None = None,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
     cache_dir: Path | None = None,
     retry_failed: bool = False,
     progress: bool = True,
@@ -230,17 +306,20 @@ def run_batch(
     """Plan ``tasks`` on Ray into ``out`` (results.h5), resuming from ``out``'s parts.
 
     GPU tasks (``backend`` gpu, or auto on a cluster with GPUs) ask Ray for one GPU each,
-    so one runs per GPU; CPU tasks ask for one CPU each. Returns the summary of all tasks.
+    so one runs per GPU; CPU tasks ask for one CPU each. A cluster at ``address`` that does
+    not answer within ``connect_timeout_s`` seconds is an error. Ray started here is shut
+    down (its processes and files removed) however the batch ends (``ray_session``); SIGTERM
+    and SIGHUP end the batch as an exit with code 128 + signal. Returns the summary of all
+    tasks.
     """
     from tqdm import tqdm
 
     start = time.perf_counter()
     out = Path(out)
-    parts = out.with_name(out.name + ".parts")
-    logs = out.with_name(out.name + ".logs")
-    parts.mkdir(parents=True, exist_ok=True)
-    logs.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(parts)
+    parts, logs = _output_folders(out)
+    for folder in (parts, logs):
+        _remove_stale_temps(folder)
+    _remove_stale_temps(out.parent, out.name)
     records: dict[str, dict[str, Any]] = {}
     todo = []
     for task in tasks:
@@ -253,27 +332,36 @@ def run_batch(
     if summary.resumed:
         echo(f"resuming: {len(summary.resumed)} of {len(tasks)} tasks already done in {parts}/")
     if todo:
-        summary.workers = _run_on_ray(
-            todo,
-            parts,
-            logs,
-            records,
-            summary,
-            backend,
-            address,
-            workers,
-            cache_dir,
-            bar=lambda: tqdm(
-                total=len(tasks),
-                initial=len(records),
-                desc="batch",
-                unit="plan",
-                disable=not progress,
-                dynamic_ncols=True,
-            ),
-        )
+        try:
+            with ray_session(address, workers, connect_timeout_s), terminate_as_exit():
+                summary.workers = _run_on_ray(
+                    todo,
+                    parts,
+                    logs,
+                    records,
+                    summary,
+                    backend,
+                    cache_dir,
+                    bar=lambda: tqdm(
+                        total=len(tasks),
+                        initial=len(records),
+                        desc="batch",
+                        unit="plan",
+                        disable=not progress,
+                        dynamic_ncols=True,
+                    ),
+                )
+        except SystemExit:
+            echo(
+                f"stopped: {len(records)} of {len(tasks)} tasks done in {parts}/; run the "
+                "same command again to resume"
+            )
+            raise
     summary.records = [records[t.key] for t in tasks]
-    assemble(out, summary.records)
+    try:
+        assemble(out, summary.records)
+    except OSError as exc:
+        raise SeedoptError(f"cannot write {out}: {exc} (the parts are kept; run again)") from None
     summary.wall_s = time.perf_counter() - start
     return summary
 
@@ -285,50 +373,60 @@ def _run_on_ray(
     records: dict[str, dict[str, Any]],
     summary: BatchSummary,
     backend: str,
-    address: str | None,
-    workers: int | None,
     cache_dir: Path | None,
     bar: Callable[[], Any],
 ) -> int:
-    """Submit ``todo`` and write each result as it arrives; returns the task slots Ray had."""
+    """Submit ``todo`` to the Ray of this process and write each result as it arrives;
+    returns the task slots Ray had."""
     import ray
 
-    started = _start_ray(address, workers)
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if backend == "gpu" and gpus == 0:
+        raise SeedoptError("--backend gpu: the Ray cluster has no GPU")
+    use_gpu = backend in ("gpu", "auto") and gpus > 0
+    remote = ray.remote(plan_task).options(
+        num_cpus=1, num_gpus=1 if use_gpu else 0, max_retries=RAY_RETRIES
+    )
+    worker_backend = "gpu" if use_gpu else "cpu"
+    cache = str(cache_dir) if cache_dir else None
+    pending = {remote.remote(t, worker_backend, cache): t for t in todo}
+    progress = bar()  # after Ray has started, so the ETA counts plans only
     try:
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        if backend == "gpu" and gpus == 0:
-            raise SeedoptError("--backend gpu: the Ray cluster has no GPU")
-        use_gpu = backend in ("gpu", "auto") and gpus > 0
-        remote = ray.remote(plan_task).options(
-            num_cpus=1, num_gpus=1 if use_gpu else 0, max_retries=0
-        )
-        worker_backend = "gpu" if use_gpu else "cpu"
-        cache = str(cache_dir) if cache_dir else None
-        pending = {remote.remote(t, worker_backend, cache): t for t in todo}
-        progress = bar()  # after Ray has started, so the ETA counts plans only
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            # a timeout, so that signals reach the main thread within a second
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if not ready:
+                continue
             task = pending.pop(ready[0])
             try:
                 record = ray.get(ready[0])
-            except Exception as exc:  # the worker died (killed, out of memory)
-                error = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            except Exception as exc:  # the worker or its node died, RAY_RETRIES + 1 times
+                first = (str(exc).strip().splitlines() or [""])[0]
                 record = {
-                    "attrs": {**_task_attrs(task), **_failure(error), "task_s": float("nan")},
+                    "attrs": {
+                        **_task_attrs(task),
+                        **_failure(f"{type(exc).__name__}: {first}"),
+                        "task_s": float("nan"),
+                    },
                     "arrays": {},
                     "log": f"{task.key}: the Ray task failed:\n{exc}\n",
                 }
-            (logs / f"{task.key}.log").write_text(record.pop("log"))
-            write_part(parts, record)
+            try:
+                with atomic_path(logs / f"{task.key}.log") as tmp:
+                    tmp.write_text(record.pop("log"))
+                write_part(parts, record)
+            except OSError as exc:
+                raise SeedoptError(
+                    f"cannot write the result of task {task.key} in {parts}: {exc} "
+                    "(finished parts are kept; run the same command again to resume)"
+                ) from None
             records[task.key] = record
             summary.ran.append(task.key)
             progress.update(1)
-        progress.close()
-        return gpus if use_gpu else int(resources.get("CPU", 0))
     finally:
-        if started:
-            ray.shutdown()
+        progress.close()
+    return gpus if use_gpu else int(resources.get("CPU", 0))
 
 
 def format_summary(summary: BatchSummary) -> str:
