@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from ..errors import SeedoptError
-from ..report import format_comparison, format_report
+from ..report import format_comparison, format_report, pre_plan_structures
 from ..sources import DEFAULT_HALF_LIFE_D, Source, get_model, known_models
 from .options import (
     EXIT_GOALS_MISSED,
@@ -340,8 +340,6 @@ def evaluate_cmd(
     backend: str,
 ) -> None:
     """Post-implant dosimetry of the seeds actually placed, on CONFIG's case."""
-    import json
-
     from ..export import write_json
     from ..plan_config import load_plan_spec
     from ..planning import evaluate_implant
@@ -353,17 +351,12 @@ def evaluate_cmd(
     source = _implant_source(
         spec.source.build(), strength_u if strength_u is not None else plan_strength, model_id
     )
-    pre = None
-    if pre_plan is not None:
-        try:
-            pre = json.loads((pre_plan / "metrics.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise SeedoptError(f"--plan {pre_plan}: cannot read metrics.json ({exc})") from None
+    pre = None if pre_plan is None else _read_pre_plan(pre_plan / "metrics.json", spec.roles.target)
     b = echo_backend(backend)
     case, dose, metrics = evaluate_implant(spec, seeds, axes, n_needles, source, b)
     out.mkdir(parents=True, exist_ok=True)
     if pre is not None:
-        metrics["pre_plan"] = {"folder": str(pre_plan), "structures": pre["structures"]}
+        metrics["pre_plan"] = {"folder": str(pre_plan), "structures": pre}
     write_json(out / "metrics.json", metrics)
     written = ["metrics.json"]
     if spec.dicom is not None:
@@ -379,6 +372,25 @@ def evaluate_cmd(
     click.echo(f"wrote {', '.join(written)} in {out}/", err=True)
     if not all(g["met"] for g in metrics["goals"]):
         sys.exit(EXIT_GOALS_MISSED)
+
+
+PRE_PLAN_MAX_BYTES = 16 * 2**20
+"""The largest pre-plan metrics.json read (seedopt's are a few kB)."""
+
+
+def _read_pre_plan(path: Path, target: str) -> dict[str, dict[str, object]]:
+    """The structures of the pre-plan's metrics.json, checked (``pre_plan_structures``)."""
+    import json
+
+    try:
+        if path.stat().st_size > PRE_PLAN_MAX_BYTES:
+            raise SeedoptError(f"--plan: {path} is larger than {PRE_PLAN_MAX_BYTES} bytes")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SeedoptError(f"--plan: cannot read {path}: {exc.strerror}") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise SeedoptError(f"--plan: {path} is not valid JSON ({exc})") from None
+    return pre_plan_structures(data, f"--plan: {path}", target)
 
 
 def _slug(model_id: str) -> str:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +89,16 @@ def tune(
     study. Writes ``trials.csv`` and ``best.json`` (``pareto``: also ``pareto.csv`` and
     ``pareto.png``) in ``out``."""
     import optuna
+    from sqlalchemy.exc import SQLAlchemyError
 
     from ..optimizer import get_optimizer
 
     if objective not in OBJECTIVES:
         raise SeedoptError(f"unknown tune objective {objective!r}; one of {', '.join(OBJECTIVES)}")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SeedoptError(f"--out {out}: cannot create the folder: {exc.strerror}") from None
     storage = storage or f"sqlite:///{(out / 'tune.db').resolve()}"
     name = study_name or f"seedopt-{objective}"
     directions = (
@@ -100,19 +106,7 @@ def tune(
         if objective == "plan"
         else [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
     )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        study = optuna.create_study(
-            storage=storage,
-            study_name=name,
-            directions=directions,
-            sampler=optuna.samplers.TPESampler(seed=seed),
-            load_if_exists=True,
-        )
-    except (ValueError, ImportError, optuna.exceptions.OptunaError) as exc:
-        raise SeedoptError(f"cannot open the Optuna study {name!r} at {storage}: {exc}") from None
-    if list(study.directions) != directions:
-        raise SeedoptError(f"study {name!r} at {storage} has other objectives than {objective!r}")
+    study = open_study(storage, name, directions, seed)
     problems = _problems(specs, backend, cache_dir)
     annealer = get_optimizer("anneal")
 
@@ -146,9 +140,101 @@ def tune(
         coverage, organ = np.mean(scored, axis=0)
         return float(coverage), float(organ)
 
-    study.optimize(plan_value if objective == "plan" else pareto_values, n_trials=trials)
-    _write_outputs(study, objective, out, storage)
+    try:
+        study.optimize(plan_value if objective == "plan" else pareto_values, n_trials=trials)
+    except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        raise SeedoptError(
+            f"Optuna storage {storage}: failed during the study: {_first(exc)}"
+        ) from None
+    try:
+        _write_outputs(study, objective, out, storage)
+    except OSError as exc:
+        raise SeedoptError(f"cannot write the results in {out}: {exc}") from None
     return study
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+def open_study(storage: str, name: str, directions: list[Any], seed: int) -> Any:
+    """The Optuna study ``name`` in ``storage`` (created if absent). A storage that cannot
+    be opened, a SQLite file that is not a database or holds tables of another schema (left
+    untouched: Optuna would add its tables to it), or a study of other objectives is one
+    error naming the storage."""
+    import optuna
+    from optuna.exceptions import OptunaError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    check_sqlite_storage(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=name,
+            directions=directions,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            load_if_exists=True,
+        )
+    except (ValueError, ImportError, RuntimeError, SQLAlchemyError, OptunaError) as exc:
+        raise SeedoptError(
+            f"Optuna storage {storage}: cannot open study {name!r}: {_first(exc)}"
+        ) from None
+    if list(study.directions) != directions:
+        raise SeedoptError(
+            f"Optuna storage {storage}: study {name!r} has other objectives "
+            f"({', '.join(d.name.lower() for d in study.directions)}); give another --study"
+        )
+    return study
+
+
+def check_sqlite_storage(storage: str) -> None:
+    """For a ``sqlite:///FILE`` URL: FILE is absent (in a folder that exists), empty, or an
+    SQLite database holding Optuna's tables (or none); else one error saying what it is."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        url = make_url(storage)
+    except (SQLAlchemyError, ValueError) as exc:
+        raise SeedoptError(f"Optuna storage {storage}: not a storage URL ({_first(exc)})") from None
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    path = Path(url.database)
+    where = f"Optuna storage {storage}"
+    if path.is_dir():
+        raise SeedoptError(f"{where}: {path} is a folder, not a database file")
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise SeedoptError(f"{where}: the folder {path.parent} does not exist")
+        return
+    try:
+        with path.open("rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise SeedoptError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    if not header:
+        return
+    if header != SQLITE_HEADER:
+        raise SeedoptError(f"{where}: {path} is not an SQLite database")
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise SeedoptError(f"{where}: {path} is a damaged SQLite database ({exc})") from None
+    if check != "ok":
+        raise SeedoptError(f"{where}: {path} is a damaged SQLite database ({check})")
+    if tables and not OPTUNA_TABLES <= tables:
+        raise SeedoptError(
+            f"{where}: {path} is an SQLite database of another schema (tables "
+            f"{', '.join(sorted(tables)[:6])}), not an Optuna study store"
+        )
+
+
+def _first(exc: BaseException) -> str:
+    """The first line of an exception's message (SQLAlchemy appends SQL and links)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _write_outputs(study: Any, objective: str, out: Path, storage: str) -> None:

@@ -1,0 +1,437 @@
+"""Bad input to the study commands and to `evaluate --plan`, each refused up front with one
+`seedopt: error:` line and exit code 2: batch tasks (keys, configs, variants, methods),
+an unreachable Ray cluster, Optuna storages, pre-plan metrics files of another shape. None
+of these tests starts Ray."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import socket
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from study_cases import tiny_config
+from test_cli import one_line_error, seedopt
+
+from seedopt.cli import main
+from seedopt.errors import SeedoptError
+from seedopt.report import COMPARED, format_comparison, pre_plan_structures
+from seedopt.studies import make_tasks
+from seedopt.studies.tune import check_sqlite_storage
+
+ERROR = "seedopt: error: "
+
+
+def case_config(folder: Path, stem: str, name: str) -> Path:
+    """The tiny case in ``folder/stem.yaml``, its case named ``name``."""
+    path = tiny_config(folder, stem)
+    data = yaml.safe_load(path.read_text())
+    data["name"] = name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def cli_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``seedopt ARGS`` in this process; assert exit 2 and one error line; return it."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    lines = [
+        ln for ln in capsys.readouterr().err.splitlines() if ln and not ln.startswith("backend:")
+    ]
+    assert len(lines) == 1 and lines[0].startswith(ERROR), lines
+    return lines[0]
+
+
+# --- batch: every task checked before any runs -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("names", "keys"),
+    [
+        (("a b", "a-b"), "the same key, 'a-b__base'"),
+        (("a/b", "a:b"), "the same key, 'a-b__base'"),
+        (("Vert", "vert"), "keys equal but for case, 'Vert__base' and 'vert__base'"),
+    ],
+)
+def test_two_cases_with_one_task_key_are_refused_naming_both_configs(
+    tmp_path: Path, capsys, names, keys
+) -> None:
+    configs = [case_config(tmp_path, f"c{i}", n) for i, n in enumerate(names)]
+    out = tmp_path / "results.h5"
+    err = cli_error(["batch", *map(str, configs), "--out", str(out)], capsys)
+    assert str(configs[0]) in err and str(configs[1]) in err and keys in err
+    assert not list(tmp_path.glob("results.h5*"))  # refused before anything was written
+
+
+def test_a_case_and_a_variant_that_join_into_another_tasks_key_are_refused(tmp_path: Path) -> None:
+    configs = [tiny_config(tmp_path, "x__y"), tiny_config(tmp_path, "x")]
+    variants = tmp_path / "variants.yaml"
+    variants.write_text(yaml.safe_dump({"z": {}, "y__z": {}}))
+    with pytest.raises(SeedoptError, match="the same key, 'x__y__z'"):
+        make_tasks(configs, variants)
+
+
+@given(names=st.lists(st.text(min_size=1, max_size=12), min_size=2, max_size=3))
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_task_keys_are_unique_file_names_or_the_batch_is_refused(tmp_path: Path, names) -> None:
+    configs = [case_config(tmp_path, f"case{i}", n) for i, n in enumerate(names)]
+    try:
+        tasks = make_tasks(configs)
+    except SeedoptError as exc:
+        assert "map to" in str(exc)
+        return
+    keys = [t.key for t in tasks]
+    assert len({k.casefold() for k in keys}) == len(keys)
+    for key in keys:
+        assert key and not key.startswith(".") and "/" not in key and "\0" not in key
+
+
+def test_a_hidden_name_does_not_give_a_hidden_part_file(tmp_path: Path) -> None:
+    (task,) = make_tasks([case_config(tmp_path, "c", ".x")])
+    assert task.key == "-x__base"
+
+
+def test_a_key_too_long_for_a_file_name_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SeedoptError, match="longer than 200 bytes"):
+        make_tasks([case_config(tmp_path, "c", "n" * 240)])
+
+
+def test_every_bad_task_is_reported_at_once_before_any_runs(tmp_path: Path, capsys) -> None:
+    good = tiny_config(tmp_path, "good")
+    wrong_method = tiny_config(tmp_path, "wm")
+    data = yaml.safe_load(wrong_method.read_text())
+    data["optimizer"]["method"] = "anneel"
+    wrong_method.write_text(yaml.safe_dump(data))
+    variants = tmp_path / "variants.yaml"
+    variants.write_text(
+        yaml.safe_dump({"base": {}, "badseed": {"optimizer": {"seed": "x"}}, "ok": {}})
+    )
+    out = tmp_path / "results.h5"
+    err = cli_error(
+        [
+            "batch",
+            str(good),
+            str(tmp_path / "missing.yaml"),
+            str(wrong_method),
+            "--variants",
+            str(variants),
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
+    assert err.startswith(f"{ERROR}5 problems, no task run: ")
+    assert f"cannot read config {tmp_path / 'missing.yaml'}" in err
+    assert f"{good}, variant badseed ({variants}): optimizer.seed:" in err
+    assert f"{wrong_method}, variant base ({variants}): optimizer.method: unknown optimizer" in err
+    assert "'anneel'" in err and "anneal" in err
+    assert not list(tmp_path.glob("results.h5*"))
+
+
+def test_each_task_holds_its_validated_spec_with_the_method_applied(tmp_path: Path) -> None:
+    """What a task runs is a PlanSpec validated with its method in it, so the config model's
+    checks of the method's options apply to every task before the batch starts."""
+    tasks = make_tasks([tiny_config(tmp_path, "a")], methods=("anneal", "clinical"))
+    assert [t.key for t in tasks] == ["a__base__anneal", "a__base__clinical"]
+    assert [t.spec.optimizer.method for t in tasks] == ["anneal", "clinical"]
+    assert [t.method for t in tasks] == ["anneal", "clinical"]
+    assert tasks[0].digest != tasks[1].digest
+
+
+@pytest.mark.parametrize(
+    ("methods", "pattern"),
+    [
+        (["--method", "anneal", "--method", "simplex"], "--method simplex: unknown optimizer"),
+        (["--method", "lp", "--method", "lp"], "--method lp given more than once"),
+    ],
+)
+def test_bad_methods_are_one_line(tmp_path: Path, capsys, methods, pattern) -> None:
+    config = tiny_config(tmp_path, "a")
+    err = cli_error(["batch", str(config), *methods, "--out", str(tmp_path / "r.h5")], capsys)
+    assert pattern in err
+
+
+def test_a_folder_as_out_is_one_line(tmp_path: Path, capsys) -> None:
+    config = tiny_config(tmp_path, "a")
+    (tmp_path / "r.h5").mkdir()
+    assert "r.h5" in cli_error(["batch", str(config), "--out", str(tmp_path / "r.h5")], capsys)
+
+
+def test_an_out_under_a_regular_file_is_one_line(tmp_path: Path) -> None:
+    from seedopt.studies import run_batch
+
+    (tmp_path / "file").write_text("")
+    tasks = make_tasks([tiny_config(tmp_path, "a")])
+    with pytest.raises(SeedoptError, match="cannot create"):
+        run_batch(tasks, tmp_path / "file" / "r.h5", progress=False)
+
+
+# --- batch --address: bounded connection time ------------------------------------------
+
+
+@pytest.fixture
+def silent_listener():
+    """A TCP port that accepts connections and never answers (a host that is not Ray)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def test_an_unreachable_cluster_fails_within_the_connect_timeout(
+    tmp_path: Path, silent_listener
+) -> None:
+    config = tiny_config(tmp_path, "a")
+    start = time.monotonic()
+    r = seedopt(
+        "batch",
+        str(config),
+        "--out",
+        str(tmp_path / "r.h5"),
+        "--address",
+        silent_listener,
+        "--connect-timeout-s",
+        "3",
+    )
+    wall = time.monotonic() - start
+    one_line_error(r, rf"cannot join the Ray cluster at {silent_listener}: no answer within 3 s")
+    assert wall < 3 + 20  # the timeout, plus starting the command and the probe (was: > 9 min)
+    assert "WARNING" not in r.stderr and "rpc_client" not in r.stderr  # Ray's noise stays out
+
+
+def test_connect_timeout_must_be_positive(tmp_path: Path, capsys) -> None:
+    config = tiny_config(tmp_path, "a")
+    args = ["batch", str(config), "--out", str(tmp_path / "r.h5"), "--connect-timeout-s", "0"]
+    assert "--connect-timeout-s" in cli_error(args, capsys)
+
+
+# --- tune: Optuna storages -------------------------------------------------------------
+
+
+def other_schema_db(path: Path) -> Path:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE studies (x INTEGER)")
+        db.execute("CREATE TABLE patients (name TEXT)")
+    return path
+
+
+def garbled_optuna_db(path: Path) -> Path:
+    """An Optuna study store with its pages after the first overwritten."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(storage=f"sqlite:///{path}", study_name="s")
+    data = bytearray(path.read_bytes())
+    data[4096:] = bytes((7 * i) % 251 for i in range(len(data) - 4096))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "pattern"),
+    [
+        (lambda p: p.write_bytes(bytes(range(256)) * 16), "is not an SQLite database"),
+        (lambda p: p.write_text("name: not a database\n"), "is not an SQLite database"),
+        (other_schema_db, r"of another schema \(tables patients, studies\)"),
+        (garbled_optuna_db, "is a damaged SQLite database"),
+        (lambda p: p.mkdir(), "is a folder, not a database file"),
+    ],
+    ids=["random-bytes", "text", "other-schema", "garbled", "folder"],
+)
+def test_a_corrupt_study_database_is_one_line_and_left_untouched(
+    tmp_path: Path, capsys, make, pattern
+) -> None:
+    config = tiny_config(tmp_path, "a")
+    out = tmp_path / "tune"
+    out.mkdir()
+    make(out / "tune.db")
+    before = (out / "tune.db").read_bytes() if (out / "tune.db").is_file() else None
+    err = cli_error(["tune", str(config), "--out", str(out), "--backend", "cpu"], capsys)
+    assert f"Optuna storage sqlite:///{(out / 'tune.db').resolve()}" in err
+    assert re.search(pattern, err), err
+    if before is not None:
+        assert (out / "tune.db").read_bytes() == before
+    assert not (out / "best.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("storage", "pattern"),
+    [
+        ("sqlite:////no/such/folder/t.db", "the folder /no/such/folder does not exist"),
+        ("nosuchdb://host/db", "cannot open study 'seedopt-plan': Can't load plugin"),
+        ("postgresql://u@127.0.0.1:1:2/db", "not a storage URL"),
+        ("postgresql://u@127.0.0.1:1/db", "cannot open study"),
+    ],
+)
+def test_a_bad_storage_url_is_one_line(tmp_path: Path, capsys, storage, pattern) -> None:
+    config = tiny_config(tmp_path, "a")
+    err = cli_error(
+        ["tune", str(config), "--out", str(tmp_path / "o"), "--storage", storage], capsys
+    )
+    assert f"Optuna storage {storage}: " in err and pattern in err
+
+
+@given(data=st.binary(min_size=1, max_size=200))
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_file_that_is_not_an_optuna_database_is_refused(tmp_path: Path, data) -> None:
+    path = tmp_path / "fuzz.db"
+    path.write_bytes(b"SQLite format 3\x00" + data if data[0] % 2 else data)
+    with pytest.raises(SeedoptError, match=r"not an SQLite database|damaged|another schema"):
+        check_sqlite_storage(f"sqlite:///{path}")
+
+
+def test_a_study_of_other_objectives_is_one_line(tmp_path: Path, capsys) -> None:
+    import optuna
+
+    config = tiny_config(tmp_path, "a")
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    optuna.create_study(storage=storage, study_name="seedopt-plan", directions=["maximize"] * 2)
+    err = cli_error(["tune", str(config), "--out", str(tmp_path), "--storage", storage], capsys)
+    assert "study 'seedopt-plan' has other objectives (maximize, maximize)" in err
+
+
+# --- evaluate --plan: the pre-plan's metrics.json --------------------------------------
+
+TARGET = "GTV"
+VALID = {
+    "target": TARGET,
+    "structures": {
+        TARGET: {"volume_cc": 4.2, "D90_gy": 123.6, "D100_gy": 91.6, "V100_pct": 91.5},
+        "Cord": {"volume_cc": 2.2, "D0.1cc_gy": 19.0, "D2cc_gy": None},
+    },
+}
+POST = {
+    "target": TARGET,
+    "structures": {
+        TARGET: {"D90_gy": 120.0, "D100_gy": 88.0, "V100_pct": 90.0},
+        "Cord": {"D0.1cc_gy": 20.0, "D2cc_gy": 8.0},
+    },
+}
+
+
+def without(path: tuple[str, ...]) -> dict:
+    data = copy.deepcopy(VALID)
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return data
+
+
+def replaced(path: tuple[str, ...], value: object) -> dict:
+    data = copy.deepcopy(VALID)
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ([VALID], "expected an object .* got a list"),
+        ("metrics", "expected an object .* got a string"),
+        (None, "expected an object .* got null"),
+        ({}, "target: missing"),
+        (without(("structures",)), "structures: missing"),
+        (replaced(("structures",), [1, 2]), "structures: expected an object of structures"),
+        (replaced(("target",), "CTV"), "target: the pre-plan's target is 'CTV'"),
+        (replaced(("structures", "Cord"), 19.0), "structures.Cord: expected an object"),
+        (without(("structures", TARGET)), f"structures.{TARGET}: missing"),
+        (without(("structures", TARGET, "D90_gy")), f"structures.{TARGET}.D90_gy: missing"),
+        (
+            replaced(("structures", TARGET, "D90_gy"), "123"),
+            f"structures.{TARGET}.D90_gy: expected a finite number",
+        ),
+        (
+            replaced(("structures", TARGET, "D90_gy"), True),
+            f"structures.{TARGET}.D90_gy: .* a boolean",
+        ),
+        (
+            replaced(("structures", "Cord", "D2cc_gy"), [8.0]),
+            "structures.Cord.D2cc_gy: .* got a list",
+        ),
+        (
+            replaced(("structures", "Cord", "D2cc_gy"), float("inf")),
+            "structures.Cord.D2cc_gy: .* float inf",
+        ),
+    ],
+)
+def test_pre_plan_metrics_of_another_shape_name_file_and_key(data, pattern) -> None:
+    with pytest.raises(SeedoptError, match=f"^pre.json: {pattern}"):
+        pre_plan_structures(data, "pre.json", TARGET)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=10,
+)
+
+
+@given(
+    path=st.sampled_from(
+        [("structures",), ("target",)]
+        + [("structures", s) for s in VALID["structures"]]
+        + [("structures", s, k) for s in VALID["structures"] for k in COMPARED]
+    ),
+    value=json_values,
+)
+def test_any_pre_plan_metrics_are_compared_or_refused(path, value) -> None:
+    data = replaced(path, value)
+    try:
+        pre = pre_plan_structures(data, "pre.json", TARGET)
+    except SeedoptError as exc:
+        assert str(exc).startswith("pre.json: ")
+        return
+    table = format_comparison(pre, POST)  # what passes the check can be compared
+    assert table.splitlines()[0].startswith("structure")
+
+
+@pytest.fixture
+def implant(tmp_path: Path) -> tuple[Path, Path]:
+    """The tiny case and a seeds CSV of two seeds in its target."""
+    seeds = tmp_path / "seeds.csv"
+    seeds.write_text("x_mm,y_mm,z_mm\n0,-8,-2\n0,-8,3\n")
+    return tiny_config(tmp_path, "case"), seeds
+
+
+@pytest.mark.parametrize(
+    ("content", "pattern"),
+    [
+        (b"\xff\xfe{}", "is not valid JSON"),
+        (b"[" * 100_000, "is not valid JSON"),
+        (b'{"target": "GTV", "structures": []}', "structures: expected an object"),
+        (json.dumps({"target": "GTV", "structures": {}}).encode(), "structures.GTV: missing"),
+    ],
+    ids=["not-utf8", "deeply-nested", "structures-list", "no-target-metrics"],
+)
+def test_evaluate_with_a_bad_pre_plan_is_one_line_before_any_dose(
+    tmp_path: Path, capsys, implant, content, pattern
+) -> None:
+    config, seeds = implant
+    pre = tmp_path / "pre"
+    pre.mkdir()
+    (pre / "metrics.json").write_bytes(content)
+    out = tmp_path / "post"
+    args = ["evaluate", str(config), "--seeds", str(seeds), "--out", str(out), "--plan", str(pre)]
+    err = cli_error([*args, "--backend", "cpu"], capsys)
+    assert f"--plan: {pre / 'metrics.json'}" in err and pattern in err
+    assert not out.exists()
+
+
+def test_evaluate_with_no_pre_plan_metrics_is_one_line(tmp_path: Path, capsys, implant) -> None:
+    config, seeds = implant
+    args = ["evaluate", str(config), "--seeds", str(seeds), "--out", str(tmp_path / "o")]
+    err = cli_error([*args, "--plan", str(tmp_path)], capsys)
+    assert f"--plan: cannot read {tmp_path / 'metrics.json'}: No such file" in err
