@@ -120,22 +120,21 @@ def local_ray(workers: int | None) -> Iterator[Path]:
 
     clean_stale_sessions()
     folder = new_session_folder()
-    watchdog = subprocess.Popen(
-        [sys.executable, "-P", ray_watchdog.__file__, str(folder), str(os.getpid())],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    watchdog = start_watchdog(folder)
     previous = os.environ.get(MARKER)
     os.environ[MARKER] = str(folder)
     try:
-        ray.init(
-            num_cpus=workers or os.cpu_count(),
-            object_store_memory=512 * 2**20,
-            _temp_dir=str(folder),
-            **RAY_INIT,
-        )
+        try:
+            ray.init(
+                address="local",  # a new Ray, whatever RAY_ADDRESS says
+                num_cpus=workers or os.cpu_count(),
+                object_store_memory=512 * 2**20,
+                _temp_dir=str(folder),
+                **RAY_INIT,
+            )
+        except Exception as exc:  # Ray raises many kinds; none is the user's input
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SeedoptError(f"cannot start a local Ray in {folder}: {first}") from None
         yield folder
     finally:
         try:
@@ -151,6 +150,18 @@ def local_ray(workers: int | None) -> Iterator[Path]:
                 watchdog.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pass  # it goes on alone; the next batch cleans what is left
+
+
+def start_watchdog(folder: Path) -> subprocess.Popen[bytes]:
+    """The watchdog of ``folder`` for this process (``ray_watchdog``): it ends the session
+    when its stdin, a pipe only this process holds, closes."""
+    return subprocess.Popen(
+        [sys.executable, "-P", ray_watchdog.__file__, str(folder), str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def sessions_root() -> Path:

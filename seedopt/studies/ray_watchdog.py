@@ -75,13 +75,18 @@ def end_session(folder: Path, spare: tuple[int, ...] = (), grace_s: float = 3.0)
                 pass
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
-            pids = [p for p in pids if alive(p) and not _zombie(p)]
+            pids = running(pids)
             if not pids:
                 break
             time.sleep(0.1)
         if not pids:
             break
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def running(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie has ended: it only waits to be reaped)."""
+    return [p for p in pids if alive(p) and not _zombie(p)]
 
 
 def _zombie(pid: int) -> bool:
