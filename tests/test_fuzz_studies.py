@@ -136,13 +136,15 @@ def test_every_bad_task_is_reported_at_once_before_any_runs(tmp_path: Path, caps
     assert not list(tmp_path.glob("results.h5*"))
 
 
-def test_each_task_holds_its_validated_spec_with_the_method_applied(tmp_path: Path) -> None:
-    """What a task runs is a PlanSpec validated with its method in it, so the config model's
-    checks of the method's options apply to every task before the batch starts."""
-    tasks = make_tasks([tiny_config(tmp_path, "a")], methods=("anneal", "clinical"))
+def test_each_task_holds_its_validated_spec_with_method_and_seed_applied(tmp_path: Path) -> None:
+    """What a task runs is a PlanSpec validated with its method and seed in it, so the
+    config model's checks of the method's options apply to every task before the batch
+    starts."""
+    tasks = make_tasks([tiny_config(tmp_path, "a")], methods=("anneal", "clinical"), seed=7)
     assert [t.key for t in tasks] == ["a__base__anneal", "a__base__clinical"]
     assert [t.spec.optimizer.method for t in tasks] == ["anneal", "clinical"]
     assert [t.method for t in tasks] == ["anneal", "clinical"]
+    assert [t.spec.optimizer.seed for t in tasks] == [7, 7] == [t.seed for t in tasks]
     assert tasks[0].digest != tasks[1].digest
 
 

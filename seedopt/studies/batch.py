@@ -7,6 +7,8 @@ moment leaves only complete parts; running the same command again skips every ta
 part holds a result of the same inputs (config, variant, method, seed), so a resumed batch
 does each task exactly once. A task that raises is recorded with its error (status
 "failed") and the others go on; failed tasks are kept on resume unless ``retry_failed``.
+Every task is validated before any runs (``make_tasks``); the Ray it runs on is started and
+cleaned up, or joined, by ``ray_session``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class Task:
     case: str
     variant: str
     config: str
-    spec: PlanSpec  # validated, with the variant and the method applied
+    spec: PlanSpec  # validated, with the variant, the method and the seed applied
     method: str | None
     seed: int
     digest: str
@@ -97,8 +99,8 @@ def make_tasks(
     seed: int | None = None,
     save_dose: bool = False,
 ) -> list[Task]:
-    """Every (case, variant, method) of a batch as a validated ``PlanSpec`` (the variant
-    and the method applied), before anything runs. Every problem found (a config that does
+    """Every (case, variant, method) of a batch as a validated ``PlanSpec`` (the variant,
+    the method and ``seed`` applied), before anything runs. Every problem found (a config that does
     not load, a bad override, an unknown method or options the config model refuses, two
     tasks with one key) is reported at once, in one error."""
     from ..optimizer import get_optimizer
@@ -136,12 +138,13 @@ def make_tasks(
                     except SeedoptError as exc:
                         problems.append(f"{where}: optimizer.method: {exc}")
                         continue
+                run = {"method": m} if seed is None else {"method": m, "seed": seed}
                 try:
-                    mspec = spec_with(vspec, {"optimizer": {"method": m}}, f"{where}, method {m}")
+                    mspec = spec_with(vspec, {"optimizer": run}, f"{where}, method {m}")
                 except SeedoptError as exc:
                     problems.append(str(exc))
                     continue
-                s = mspec.optimizer.seed if seed is None else seed
+                s = mspec.optimizer.seed
                 tasks.append(
                     Task(
                         key=task_key(spec.name, vname, *([m] if len(methods) > 1 else [])),

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..backend import Backend
+from ..errors import SeedoptError
 from ..plan_config import PlanSpec
 from .specs import spec_with
 
@@ -143,15 +144,18 @@ def write_table(table: Any, out: Path, attrs: dict[str, Any]) -> list[Path]:
     each written atomically."""
     import h5py
 
-    out.mkdir(parents=True, exist_ok=True)
     h5, csv = out / "escalation.h5", out / "escalation.csv"
     records = table.to_records(index=False)
-    with atomic_path(h5) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("table", data=np.asarray(records))
-            f.attrs.update(schema="seedopt-escalation-1", **attrs)
-    with atomic_path(csv) as tmp:
-        table.to_csv(tmp, index=False)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(h5) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("table", data=np.asarray(records))
+                f.attrs.update(schema="seedopt-escalation-1", **attrs)
+        with atomic_path(csv) as tmp:
+            table.to_csv(tmp, index=False)
+    except OSError as exc:
+        raise SeedoptError(f"cannot write the escalation table in {out}: {exc}") from None
     return [h5, csv]
 
 
@@ -176,7 +180,11 @@ def escalation_figure(table: Any, spec: PlanSpec, path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(f"{spec.name}: dose escalation")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    except OSError as exc:
+        raise SeedoptError(f"cannot write {path}: {exc}") from None
+    finally:
+        plt.close(fig)
     return path

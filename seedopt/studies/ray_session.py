@@ -5,12 +5,12 @@ or an existing cluster joined within a bounded time.
 under a short session folder ``$TMPDIR/seedopt-ray-<driver pid>-<random>/`` (Ray's
 ``_temp_dir``; short because Ray's Unix sockets live inside it and a socket path has at most
 107 bytes). Every process of that Ray inherits the environment variable
-``SEEDOPT_RAY_SESSION=<folder>``. A watchdog process (its own session, reading a pipe from
-the driver) waits for the driver to end, however it ends (return, exception, SIGTERM,
-SIGKILL), then stops every process carrying the marker and removes the folder. A session
-folder whose driver is gone (its watchdog was killed too) is cleaned by the next batch.
-Finding processes by their environment needs Linux's ``/proc``; elsewhere only Ray's own
-fate sharing stops them and the folder is removed.
+``SEEDOPT_RAY_SESSION=<folder>`` and writes its log in the folder. A watchdog process
+(``ray_watchdog``: its own session, reading a pipe from the driver) waits for the driver to
+end, however it ends (return, exception, signal, SIGKILL), then stops every process of the
+session but the driver and removes the folder. A session folder whose driver is gone (its
+watchdog was killed too) is cleaned by the next batch. Finding the processes needs Linux's
+``/proc``; elsewhere only Ray's own fate sharing stops them and the folder is removed.
 
 *A cluster* (``address``) is first joined by a probe process killed after ``timeout_s``
 seconds, so an unreachable or silent address fails in bounded time instead of Ray's
