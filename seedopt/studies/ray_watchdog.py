@@ -63,7 +63,7 @@ def _link(fd: Path) -> str:
         return ""
 
 
-def end_session(folder: Path, spare: tuple[int, ...] = (), grace_s: float = 3.0) -> None:
+def end_session(folder: Path, spare: tuple[int, ...] = (), grace_s: float = 1.0) -> None:
     """Stop every process of a local Ray session but ``spare`` (SIGTERM, then SIGKILL after
     ``grace_s`` seconds) and remove its folder."""
     pids = session_processes(folder, spare)
