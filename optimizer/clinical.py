@@ -14,7 +14,7 @@ reaches the prescription.
    the target). The plan loads the shortest prefix whose D90 reaches the prescription (D90
    never falls as seeds are added, so a bisection finds it); every candidate if none does.
    ``scaling="strength"``: the pattern of steps 1-2 with the seed strength scaled so that
-   D90 equals the prescription (``extra["strength_scale"]``; the planner applies it).
+   D90 equals the prescription (``OptimizeResult.strength_scale``; the planner applies it).
 Organ limits are not looked at, as in manual planning; the report shows where they are missed.
 """
 
@@ -225,5 +225,5 @@ class ClinicalBaseline(BaseOptimizer):
             2,
             self.name,
             time.perf_counter() - t0,
-            extra={"strength_scale": scale},
+            strength_scale=scale,
         )

@@ -136,9 +136,9 @@ def penalty_objective(
         q, cost = 1, 0.0
         if hard.metric not in ("Dmax", "Dmean"):
             q = hottest_points(hard, A_k.shape[0], p.voxel_cc)
-            cost = W_HARD * 100.0 / hard.limit_gy
-        label = f"{hard.metric}({hard.structure}) <= {hard.limit_gy:g} Gy"
-        L = float(hard.limit_gy)
+            cost = W_HARD * 100.0 / hard.max_gy
+        label = f"{hard.metric}({hard.structure}) <= {hard.max_gy:g} Gy"
+        L = float(hard.max_gy)
         organ_cost = s.organ_per_pct * 100.0 / L
         limits.append(_Limit(label, hard.metric, A_k, L, q, cost, s.organ_floor_gy(L), organ_cost))
     c_under = W_COVERAGE * 100.0 / (rx * n)

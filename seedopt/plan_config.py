@@ -8,12 +8,13 @@ of the permanent-implant total dose. Set your institution's limits in the config
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
-    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     ValidationError,
@@ -31,6 +32,7 @@ from .case.config import (
 )
 from .errors import SeedoptError
 from .metrics import parse_requested_metric
+from .optimizer import HardLimit, SoftWeights
 from .sources import DEFAULT_HALF_LIFE_D, Source, get_model
 
 DEFAULT_CORD_D01CC_GY = 45.0
@@ -57,26 +59,30 @@ class SourceSpec(_Strict):
         return Source.from_activity(model, self.activity_mci, self.half_life_d)
 
 
-class HardLimitSpec(_Strict):
-    structure: str
-    metric: Literal["Dmax", "D0.1cc", "D1cc", "D2cc", "Dmean"]
-    max_gy: PositiveFloat
+def _numbers_not_booleans(cls: type) -> BeforeValidator:
+    """Refuse ``true``/``false`` where ``cls`` (a dataclass) expects a number: pydantic would
+    read them as 1 and 0 before the dataclass checks its values."""
+    numbers = {f.name for f in dataclasses.fields(cls) if f.type in ("float", float)}
+
+    def check(data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in numbers & set(data):
+                if isinstance(data[key], bool):
+                    raise ValueError(f"{key}: expected a number, got {str(data[key]).lower()}")
+        return data
+
+    return BeforeValidator(check)
 
 
-class WeightsSpec(_Strict):
-    v150_per_pct: NonNegativeFloat = 0.02
-    v200_per_pct: NonNegativeFloat = 0.05
-    per_seed: NonNegativeFloat = 0.05
-    per_needle: NonNegativeFloat = 0.1
-    organ_per_pct: NonNegativeFloat = Field(
-        default=0.05, description="per % of a hard limit its metric lies above organ_floor x limit"
-    )
-    organ_floor: float = Field(default=0.5, ge=0.0, le=1.0, description="fraction of the limit")
+HardLimitSpec = Annotated[HardLimit, _numbers_not_booleans(HardLimit)]
+"""A hard limit in ``goals.hard``: validates into the optimizer's ``HardLimit``."""
+WeightsSpec = Annotated[SoftWeights, _numbers_not_booleans(SoftWeights)]
+"""``goals.weights``: validates into the optimizer's ``SoftWeights`` (its defaults)."""
 
 
 class GoalsSpec(_Strict):
     hard: list[HardLimitSpec] | None = Field(default=None, description="default: cord and skin")
-    weights: WeightsSpec = WeightsSpec()
+    weights: WeightsSpec = SoftWeights()
     max_seeds: PositiveInt | None = None
     max_needles: PositiveInt | None = None
 
@@ -151,18 +157,13 @@ class PlanSpec(CaseSpec):
                 )
         return self
 
-    def hard_limits(self, skin_name: str) -> list[HardLimitSpec]:
+    def hard_limits(self, skin_name: str) -> list[HardLimit]:
         """The configured hard limits, or the documented defaults."""
         if self.goals.hard is not None:
             return list(self.goals.hard)
-        limits = [HardLimitSpec(structure=skin_name, metric="D2cc", max_gy=DEFAULT_SKIN_D2CC_GY)]
+        limits = [HardLimit(skin_name, "D2cc", DEFAULT_SKIN_D2CC_GY)]
         if self.roles.cord:
-            limits.insert(
-                0,
-                HardLimitSpec(
-                    structure=self.roles.cord, metric="D0.1cc", max_gy=DEFAULT_CORD_D01CC_GY
-                ),
-            )
+            limits.insert(0, HardLimit(self.roles.cord, "D0.1cc", DEFAULT_CORD_D01CC_GY))
         return limits
 
 

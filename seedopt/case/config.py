@@ -161,7 +161,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         if not str(p).startswith(("function-after", "tagged-union", "constrained-", "tuple["))
     )
     msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):  # a dataclass's
         msg = "unknown key"
     return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
 

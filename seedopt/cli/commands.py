@@ -233,7 +233,7 @@ def plan_cmd(
     cache_dir = None if no_cache else cache_folder(cache)
     click.echo(f"planning {spec.name} ({spec.description})", err=True)
     plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
-    for note in plan.metrics["notes"]:
+    for note in plan.metrics.notes:
         click.echo(f"seedopt: note: {note}", err=True)
     written = write_outputs(plan, out)
     click.echo(format_report(plan.metrics))
@@ -340,10 +340,12 @@ def evaluate_cmd(
     backend: str,
 ) -> None:
     """Post-implant dosimetry of the seeds actually placed, on CONFIG's case."""
+    import dataclasses
     import json
 
     from ..export import write_json
     from ..plan_config import load_plan_spec
+    from ..plan_metrics import PlanMetrics
     from ..planning import evaluate_implant
 
     spec = load_plan_spec(config)
@@ -355,29 +357,34 @@ def evaluate_cmd(
     )
     pre = None
     if pre_plan is not None:
+        where = f"--plan {pre_plan / 'metrics.json'}"
         try:
-            pre = json.loads((pre_plan / "metrics.json").read_text())
+            pre = PlanMetrics.from_json(json.loads((pre_plan / "metrics.json").read_text()), where)
         except (OSError, ValueError) as exc:
             raise SeedoptError(f"--plan {pre_plan}: cannot read metrics.json ({exc})") from None
     b = echo_backend(backend)
-    case, dose, metrics = evaluate_implant(spec, seeds, axes, n_needles, source, b)
-    out.mkdir(parents=True, exist_ok=True)
+    implant = evaluate_implant(spec, seeds, axes, n_needles, source, b)
+    metrics = implant.metrics
     if pre is not None:
-        metrics["pre_plan"] = {"folder": str(pre_plan), "structures": pre["structures"]}
-    write_json(out / "metrics.json", metrics)
+        metrics = dataclasses.replace(metrics, pre_plan=(str(pre_plan), pre.structures))
+    for note in metrics.notes:
+        click.echo(f"seedopt: note: {note}", err=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", metrics.to_json())
     written = ["metrics.json"]
-    if spec.dicom is not None:
-        from ..dicom import load_images, write_rtdose
+    if implant.images is not None:
+        from ..dicom import write_rtdose
 
-        d = spec.dicom
-        study = load_images(d.rtstruct, d.ct, d.slice_thickness_mm).study
-        write_rtdose(dose, case.grid, study, None, out / "rtdose.dcm")
+        study = implant.images.study
+        write_rtdose(implant.dose_gy, implant.case.grid, study, None, out / "rtdose.dcm")
         written.append("rtdose.dcm")
     click.echo(format_report(metrics))
     if pre is not None:
-        click.echo(format_comparison(pre, metrics))
+        click.echo(
+            format_comparison({"structures": pre.structures}, {"structures": metrics.structures})
+        )
     click.echo(f"wrote {', '.join(written)} in {out}/", err=True)
-    if not all(g["met"] for g in metrics["goals"]):
+    if not metrics.goals_met:
         sys.exit(EXIT_GOALS_MISSED)
 
 

@@ -42,7 +42,9 @@ def write_dicom_outputs(plan: Plan, out: Path) -> list[Path]:
     d = plan.spec.dicom
     if d is None:
         raise ValueError("the plan's case has no dicom section")
-    ss = load_images(d.rtstruct, d.ct, d.slice_thickness_mm).structure_set
+    if plan.images is None:
+        raise ValueError("the plan's case came from DICOM but carries no images")
+    ss = plan.images.structure_set
     target = plan.spec.structures[plan.spec.roles.target]
     number = ss.roi(target.roi).number if isinstance(target, Contours) else None
     rtplan = write_rtplan(plan, ss, out / "rtplan.dcm", number)

@@ -3,7 +3,6 @@ against each other (one frame of reference, contours inside the CT)."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +61,6 @@ def _check_inside_ct(ss: StructureSet, ct: CTSeries) -> None:
             )
 
 
-@functools.lru_cache(maxsize=4)
 def load_images(
     rtstruct: Path, ct: Path | None = None, slice_thickness_mm: float | None = None
 ) -> CaseImages:
