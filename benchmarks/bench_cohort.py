@@ -135,8 +135,7 @@ def plan_row(
             for g in m.goals[1:]
         ],
         "organs": {
-            n: {k: m.structures[n][k] for k in ("D0.1cc_gy", "D2cc_gy", "Dmax_gy")}
-            for n in organs
+            n: {k: m.structures[n][k] for k in ("D0.1cc_gy", "D2cc_gy", "Dmax_gy")} for n in organs
         },
         "needles": m.n_needles,
         "seeds": m.n_seeds,

@@ -68,7 +68,9 @@ def matched_spec(spec, baseline_metrics):
     for lim in spec.hard_limits(load_case(spec)[0].skin):
         value = m.structures[lim.structure][f"{lim.metric}_gy"]
         if not math.isnan(value):
-            lim = dataclasses.replace(lim, max_gy=min(lim.max_gy, value + organ_tolerance_gy(value)))
+            lim = dataclasses.replace(
+                lim, max_gy=min(lim.max_gy, value + organ_tolerance_gy(value))
+            )
         tighter.append(lim)
     d90 = m.target_metrics()["D90_gy"]
     return spec.model_copy(
@@ -107,9 +109,18 @@ def one(case: str, method: str, cache: str) -> dict:
     if baseline:  # the plan's metrics against the case's own prescription and limits
         outside = limited_outside(spec, plan.case, plan.images)
         own = evaluate(
-            spec, plan.case, plan.dose_gy, plan.seeds_mm, m.n_needles, plan.source, m.method, outside
+            spec,
+            plan.case,
+            plan.dose_gy,
+            plan.seeds_mm,
+            m.n_needles,
+            plan.source,
+            m.method,
+            outside,
         )
-        m = dataclasses.replace(m, **{k: getattr(own, k) for k in ("prescription_gy", "structures", "indices", "goals")})
+        m = dataclasses.replace(
+            m, **{k: getattr(own, k) for k in ("prescription_gy", "structures", "indices", "goals")}
+        )
     t = m.target_metrics()
     oars = {g.name: g.value for g in m.goals[1:]}
     return {
