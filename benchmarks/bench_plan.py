@@ -111,8 +111,10 @@ def one(case: str, method: str, cache: str) -> dict:
         own = evaluate(
             spec,
             plan.case,
+            plan.images,
             plan.dose_gy,
             plan.seeds_mm,
+            plan.seed_axes,
             m.n_needles,
             plan.source,
             m.method,

@@ -8,8 +8,11 @@ the distance from the seed to the box that holds that outside part (the structur
 box beyond one face of the grid). With ``K(r)``, the highest dose one seed gives anywhere at a
 distance >= r (the TG-43 dose of the source taken over every polar angle and every larger
 distance), the dose anywhere in that part is at most ``sum_s K(d_s)``; the bound is the
-largest over the parts. A goal is then met only when the value inside the grid and the bound
-both keep the limit (``plan_metrics.evaluate``); see docs/planning.md.
+largest over the parts. A goal is met only when the value inside the grid and the bound both
+keep the limit. Where the bound does not, the grid is grown over the structure (the dose
+computed at its voxels there, ``evaluate_grown``) until the bound beyond the grown grid keeps
+the limit; if it never does, the goal is not evaluated (``plan_metrics.limit_goal``; see
+docs/planning.md).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 from .case import Case, Grid
 from .case.config import GridSpec
 from .case.shapes import Box, Contours, CTBody, Cylinder, Ellipsoid, Shape
+from .optimizer import HardLimit
 from .plan_config import PlanSpec
 from .sources import Source
 
@@ -182,3 +186,66 @@ def dose_outside_bound_gy(
             return math.inf
         worst = max(worst, float(k[i].sum()))
     return worst * source.air_kerma_strength_u
+
+
+GROW_STEPS_MM = (25.0, 50.0, 100.0, 200.0)
+"""How far ``evaluate_grown`` grows the grid over a structure, step by step (mm)."""
+
+
+@dataclass(frozen=True)
+class GrownValue:
+    """A limited metric evaluated on the grid grown ``grown_mm`` over the structure: its
+    value there (Gy), the volume the grown grid holds (cc) and the dose bound beyond it."""
+
+    value_gy: float
+    grown_mm: float
+    inside_cc: float
+    dose_outside_max_gy: float
+
+
+def _grown_grid_spec(grid: Grid, bounds: Bounds, grow_mm: float) -> GridSpec:
+    """The grid grown by up to ``grow_mm`` on each side, no farther than ``bounds``."""
+    lo, hi = grid_edges(grid)
+    want = (np.maximum(lo - grow_mm, bounds[0]), np.minimum(hi + grow_mm, bounds[1]))
+    return _extended_grid_spec(grid, (np.minimum(want[0], lo), np.maximum(want[1], hi)))
+
+
+def evaluate_grown(
+    spec: PlanSpec,
+    case: Case,
+    images: CaseImages | None,
+    limit: HardLimit,
+    seeds_mm: np.ndarray,
+    seed_axes: np.ndarray,
+    source: Source,
+) -> GrownValue:
+    """``limit``'s metric over the structure on the case's grid grown step by step
+    (``GROW_STEPS_MM``) until the dose bound beyond the grown grid keeps the limit, or the
+    metric there already exceeds it (the last step's value otherwise). The dose is computed
+    at the structure's voxels only."""
+    from .dose import dose_at_points
+    from .metrics import Structure
+
+    bounds = structure_bounds(spec, case, images, limit.structure)
+    for grow_mm in GROW_STEPS_MM:
+        grown = spec.model_copy(update={"grid": _grown_grid_spec(case.grid, bounds, grow_mm)})
+        g = Case.from_spec(grown, images)
+        mask = g.masks[limit.structure]
+        dose = dose_at_points(
+            g.grid.points_mm(mask), seeds_mm, seed_axes, source, formalism=spec.dose.formalism
+        )
+        s = Structure(np.sort(dose)[::-1], np.full(dose.size, g.grid.voxel_cc))
+        value = {"Dmax": s.max_gy(), "Dmean": s.mean_gy()}.get(limit.metric)
+        if value is None:
+            value = s.dose_at_volume_cc(float(limit.metric[1:-2]))
+        boxes = _outside_boxes(bounds, grid_edges(g.grid))
+        bound = (
+            dose_outside_bound_gy(
+                OutsidePart(math.inf, boxes), seeds_mm, source, spec.dose.formalism
+            )
+            if boxes
+            else 0.0
+        )
+        if value > limit.max_gy or bound <= limit.max_gy:
+            break
+    return GrownValue(value, grow_mm, s.total_cc, bound)

@@ -27,21 +27,25 @@ metrics.json (values in Gy, cc, % or s; null where a value is not computable)::
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .beyond_grid import OutsidePart, dose_outside_bound_gy
+from .beyond_grid import GrownValue, OutsidePart, dose_outside_bound_gy, evaluate_grown
 from .case import Case
 from .errors import SeedoptError
 from .metrics import Structure, conformity_indices, requested_metric, requested_metric_key
 from .optimizer import HardLimit
 from .plan_config import PlanSpec
 from .sources import Source
+
+if TYPE_CHECKING:
+    from .dicom.images import CaseImages
 
 GOAL_RTOL = 1e-6
 """Relative tolerance of a goal's comparison (float32 doses)."""
@@ -379,12 +383,19 @@ def _outside_text(b: BeyondGrid) -> str:
     return f"{b.inside_cc:.1f} cc inside the dose grid and {outside} outside it"
 
 
-def limit_goal(lim: HardLimit, value: float, beyond: BeyondGrid | None, notes: list[str]) -> Goal:
+def limit_goal(
+    lim: HardLimit,
+    value: float,
+    beyond: BeyondGrid | None,
+    grown: Callable[[], GrownValue],
+    notes: list[str],
+) -> Goal:
     """The goal of a hard limit whose metric is ``value`` on the structure's part inside the
     grid. Where the structure extends beyond the grid (``beyond``) the dose outside is not
-    computed; its upper bound decides: met when value and bound keep the limit, missed when
-    the value alone exceeds it, otherwise not evaluated. ``notes`` gets a line when the bound
-    is above the value (the value may then not be the whole structure's)."""
+    computed, only bounded: met when value and bound keep the limit, missed when the value
+    alone exceeds it; otherwise the metric is evaluated on the grid grown over the structure
+    (``grown``, ``beyond_grid.evaluate_grown``), and the goal is not evaluated if even that
+    cannot decide. ``notes`` says what was assumed whenever the bound is above the value."""
     name = f"{lim.structure} {lim.metric} <= {lim.max_gy:g} Gy"
     if beyond is None or not math.isfinite(value) or value > lim.max_gy * (1 + GOAL_RTOL):
         return Goal(name, value, lim.max_gy)
@@ -393,13 +404,23 @@ def limit_goal(lim: HardLimit, value: float, beyond: BeyondGrid | None, notes: l
     if bound <= lim.max_gy * (1 + GOAL_RTOL):
         if bound > value:
             notes.append(
-                f"{where}; the dose outside is not computed: at most {bound:.1f} Gy (bound), "
-                f"so {lim.metric} is at most {bound:.1f} Gy there and the {lim.max_gy:g} Gy "
-                "limit holds; the value reported is the part inside"
+                f"{where}; the dose outside is not computed but is at most {bound:.1f} Gy (a "
+                f"bound), so the {lim.metric} of {value:.1f} Gy is the part inside's and the "
+                f"{lim.max_gy:g} Gy limit holds for the whole"
             )
         return Goal(name, value, lim.max_gy)
+    g = grown()
+    if g.value_gy > lim.max_gy * (1 + GOAL_RTOL) or g.dose_outside_max_gy <= lim.max_gy:
+        notes.append(
+            f"{where}; the dose outside may reach {bound:.1f} Gy (a bound), so {lim.metric} "
+            f"was evaluated on the grid grown {g.grown_mm:g} mm over it ({g.inside_cc:.1f} cc): "
+            f"{g.value_gy:.1f} Gy, the dose beyond at most {g.dose_outside_max_gy:.1f} Gy (the "
+            f"optimizer saw the {value:.1f} Gy of the part inside the plan's grid)"
+        )
+        return Goal(name, g.value_gy, lim.max_gy)
     reason = (
-        f"{where}; the dose outside is not computed and may reach {bound:.1f} Gy (bound) > "
+        f"{where}; the dose outside is not computed and, even beyond the grid grown "
+        f"{g.grown_mm:g} mm over it, may reach {g.dose_outside_max_gy:.1f} Gy (a bound) > "
         f"{lim.max_gy:g} Gy: extend grid.min_mm / grid.max_mm over {lim.structure}"
     )
     notes.append(f"{lim.structure} {lim.metric} not evaluated: {reason}")
@@ -409,16 +430,19 @@ def limit_goal(lim: HardLimit, value: float, beyond: BeyondGrid | None, notes: l
 def evaluate(
     spec: PlanSpec,
     case: Case,
+    images: CaseImages | None,
     dose_gy: np.ndarray,
     seeds_mm: np.ndarray,
+    seed_axes: np.ndarray,
     n_needles: int,
     source: Source,
     method: str,
     outside: Mapping[str, OutsidePart | None],
 ) -> PlanMetrics:
     """Every metric and goal of the dose ``dose_gy`` (Gy, grid shape) of seeds of ``source``
-    at ``seeds_mm`` on ``case`` (no timings, notes only about the goals); ``outside``: every
-    hard-limited structure's part beyond the grid (``beyond_grid.outside_parts``)."""
+    at ``seeds_mm`` (along ``seed_axes``) on ``case`` (its DICOM ``images`` or None); no
+    timings, notes only about the goals. ``outside``: every hard-limited structure's part
+    beyond the grid (``beyond_grid.outside_parts``)."""
     rx = spec.prescription_gy
     structures = {
         name: Structure.from_mask(dose_gy, mask, case.grid.voxel_cc)
@@ -445,7 +469,10 @@ def evaluate(
     notes: list[str] = []
     for lim in limits:
         value = per[lim.structure][f"{lim.metric}_gy"]
-        goals.append(limit_goal(lim, value, beyond.get(lim.structure), notes))
+        grown = functools.partial(
+            evaluate_grown, spec, case, images, lim, seeds_mm, seed_axes, source
+        )
+        goals.append(limit_goal(lim, value, beyond.get(lim.structure), grown, notes))
     n = len(seeds_mm)
     return PlanMetrics(
         prescription_gy=rx,

@@ -107,7 +107,9 @@ def evaluate_implant(
     t = time.perf_counter()
     dose = implant_dose(case, seeds_mm, axes, source, spec, backend)
     outside = limited_outside(spec, case, images)
-    metrics = evaluate(spec, case, dose, seeds_mm, n_needles, source, "post-implant", outside)
+    metrics = evaluate(
+        spec, case, images, dose, seeds_mm, axes, n_needles, source, "post-implant", outside
+    )
     times["dose_and_metrics"] = time.perf_counter() - t
     metrics = dataclasses.replace(metrics, runtime_s=times)
     return ImplantEvaluation(case, images, dose.astype(np.float32), metrics)
@@ -163,13 +165,15 @@ def finish_plan(
             source.model, source.air_kerma_strength_u * result.strength_scale, source.half_life_d
         )
     loaded = np.asarray(result.x, dtype=bool)
-    seeds = candidates.seeds_mm[loaded]
-    dose = implant_dose(case, seeds, candidates.axes()[loaded], source, spec, backend)
+    seeds, axes = candidates.seeds_mm[loaded], candidates.axes()[loaded]
+    dose = implant_dose(case, seeds, axes, source, spec, backend)
     n_needles = len(set(candidates.seed_needle[loaded].tolist()))
     outside = prepared.outside
     if not {lim.structure for lim in spec.hard_limits(case.skin)} <= set(outside):
         outside = limited_outside(spec, case, prepared.images)
-    metrics = evaluate(spec, case, dose, seeds, n_needles, source, result.method, outside)
+    metrics = evaluate(
+        spec, case, prepared.images, dose, seeds, axes, n_needles, source, result.method, outside
+    )
     times["dose_and_metrics"] = time.perf_counter() - t
     notes = []
     if spec.dose.storage == "auto" and problem.A_target.dtype == np.float16:
