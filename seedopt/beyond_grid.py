@@ -116,13 +116,14 @@ def _outside_boxes(bounds: Bounds, edges: Bounds) -> tuple[Bounds, ...]:
     return tuple(boxes)
 
 
-def _extended_grid_spec(grid: Grid, bounds: Bounds) -> GridSpec:
-    """The case's grid (same spacing and voxel centres) grown to cover ``bounds``."""
+def _extended_grid_spec(grid: Grid, bounds: Bounds, pad: int = 1) -> GridSpec:
+    """The case's grid (same spacing and voxel centres) grown to cover ``bounds`` and ``pad``
+    voxels more."""
     s = np.asarray(grid.spacing_mm)
     origin = np.asarray(grid.origin_mm)
     top = origin + (np.asarray(grid.shape[::-1]) - 1) * s
-    lo = origin - np.ceil(np.maximum(0.0, origin - bounds[0]) / s) * s - s
-    hi = top + np.ceil(np.maximum(0.0, bounds[1] - top) / s) * s + s
+    lo = origin - (np.ceil(np.maximum(0.0, origin - bounds[0]) / s) + pad) * s
+    hi = top + (np.ceil(np.maximum(0.0, bounds[1] - top) / s) + pad) * s
     return GridSpec(
         spacing_mm=tuple(s.tolist()), min_mm=tuple(lo.tolist()), max_mm=tuple(hi.tolist())
     )
@@ -207,7 +208,7 @@ def _grown_grid_spec(grid: Grid, bounds: Bounds, grow_mm: float) -> GridSpec:
     """The grid grown by up to ``grow_mm`` on each side, no farther than ``bounds``."""
     lo, hi = grid_edges(grid)
     want = (np.maximum(lo - grow_mm, bounds[0]), np.minimum(hi + grow_mm, bounds[1]))
-    return _extended_grid_spec(grid, (np.minimum(want[0], lo), np.maximum(want[1], hi)))
+    return _extended_grid_spec(grid, (np.minimum(want[0], lo), np.maximum(want[1], hi)), pad=0)
 
 
 def evaluate_grown(

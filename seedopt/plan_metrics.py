@@ -117,7 +117,7 @@ class Goal:
         name = _text(d, "name", where)
         sense = d.get("sense", ">=" if " >= " in name else "<=")  # files before "sense"
         if sense not in (">=", "<="):
-            raise SeedoptError(f"{where}.sense: expected '>=' or '<=', got {sense!r}")
+            raise SeedoptError(f"{where}: sense: expected '>=' or '<=', got {sense!r}")
         reason = d.get("not_evaluated")
         return cls(
             name,
@@ -261,7 +261,7 @@ class PlanMetrics:
             raise SeedoptError(f"{where}: target {target!r} is not among its structures")
         goals = _list(d, "goals", where)
         source = d.get("source")
-        source = _mapping(source, f"{where}.source") if source is not None else {}
+        source = _mapping(source, f"{where}: source") if source is not None else {}
         optimizer = None
         if "objective" in d:
             optimizer = OptimizerRun(
@@ -274,33 +274,33 @@ class PlanMetrics:
             )
         pre = None
         if d.get("pre_plan") is not None:
-            p = _mapping(d["pre_plan"], f"{where}.pre_plan")
-            pre = (_text(p, "folder", f"{where}.pre_plan"), _structures(p, "structures", where))
+            p = _mapping(d["pre_plan"], f"{where}: pre_plan")
+            pre = (_text(p, "folder", f"{where}: pre_plan"), _structures(p, "structures", where))
         return cls(
             prescription_gy=_number(d, "prescription_gy", where, allow_null=False),
             target=target,
             structures=structures,
             indices=_frozen(
                 {
-                    k: _number(_mapping(d.get("indices"), f"{where}.indices"), k, where)
+                    k: _number(_mapping(d.get("indices"), f"{where}: indices"), k, where)
                     for k in ("CI", "EI", "HI")
                 }
             ),
-            goals=tuple(Goal.from_json(g, f"{where}.goals.{k}") for k, g in enumerate(goals)),
+            goals=tuple(Goal.from_json(g, f"{where}: goals.{k}") for k, g in enumerate(goals)),
             n_seeds=int(_number(d, "n_seeds", where, allow_null=False)),
             n_needles=int(_number(d, "n_needles", where, allow_null=False)),
             method=_text(d, "method", where),
             total_strength_u=_number(d, "total_strength_u", where),
             source_model=str(source.get("model", "")),
-            strength_u=_number(source, "air_kerma_strength_u", f"{where}.source")
+            strength_u=_number(source, "air_kerma_strength_u", f"{where}: source")
             if "air_kerma_strength_u" in source
             else math.nan,
             notes=tuple(str(n) for n in d.get("notes", [])),
             runtime_s=_frozen({str(k): float(v) for k, v in d.get("runtime_s", {}).items()}),
             beyond_grid=_frozen(
                 {
-                    str(k): BeyondGrid.from_json(v, f"{where}.beyond_grid.{k}")
-                    for k, v in _mapping(d.get("beyond_grid", {}), f"{where}.beyond_grid").items()
+                    str(k): BeyondGrid.from_json(v, f"{where}: beyond_grid.{k}")
+                    for k, v in _mapping(d.get("beyond_grid", {}), f"{where}: beyond_grid").items()
                 }
             ),
             optimizer=optimizer,
@@ -343,13 +343,13 @@ def _number(d: Mapping[str, Any], key: str, where: str, *, allow_null: bool = Tr
 
 
 def _structures(d: Mapping[str, Any], key: str, where: str) -> Mapping[str, Mapping[str, float]]:
-    structures = _mapping(d.get(key), f"{where}.{key}")
+    structures = _mapping(d.get(key), f"{where}: {key}")
     return _frozen(
         {
             str(name): _frozen(
                 {
-                    k: _number(m, k, f"{where}.{key}.{name}")
-                    for k in _mapping(m, f"{where}.{key}.{name}")
+                    k: _number(m, k, f"{where}: {key}.{name}")
+                    for k in _mapping(m, f"{where}: {key}.{name}")
                 }
             )
             for name, m in structures.items()
