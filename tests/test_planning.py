@@ -202,6 +202,15 @@ def test_unreachable_goals_give_the_best_plan_and_exit_code_3(tmp_path: Path) ->
             {"goals": {"weights": {"organ_floor": 1.5}}},
             r"goals\.weights: organ_floor must be a fraction of the limit in \[0, 1\], got 1\.5",
         ),
+        (
+            {"goals": {"hard": [{"structure": "Cord", "metric": "Dmax", "max_gy": True}]}},
+            r"goals\.hard\.0: max_gy: expected a number, got true",
+        ),
+        (
+            {"goals": {"hard": [{"structure": "Cord", "metric": "Dmax", "max_gy": 5, "gy": 1}]}},
+            r"goals\.hard\.0\.gy: unknown key",
+        ),
+        ({"goals": {"weights": {"per_seed": -1}}}, r"goals\.weights: per_seed must be >= 0"),
         ({"metrics": {"GTV": ["D98", "X5"]}}, r"metrics\.GTV\.1: 'X5' is not a Dx / Vx metric"),
         ({"metrics": {"Cords": ["D1cc"]}}, r"metrics\.Cords: no structure named 'Cords'"),
         (
