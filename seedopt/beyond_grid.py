@@ -129,6 +129,26 @@ def _extended_grid_spec(grid: Grid, bounds: Bounds, pad: int = 1) -> GridSpec:
     )
 
 
+def _on_grid(spec: PlanSpec, grid: GridSpec, name: str) -> PlanSpec:
+    """``spec`` on ``grid`` with only the structures the case needs to build ``name`` (and
+    the target, body and skin its roles require), each with what it cuts or clips by."""
+    roles = spec.roles
+    keep: set[str] = set()
+    todo = [
+        name,
+        roles.target,
+        roles.body,
+        *([roles.skin.structure] if roles.skin.structure else []),
+    ]
+    while todo:
+        k = todo.pop()
+        if k in spec.structures and k not in keep:
+            keep.add(k)
+            todo += [*spec.structures[k].minus, *filter(None, [spec.structures[k].within])]
+    structures = {k: v for k, v in spec.structures.items() if k in keep}
+    return spec.model_copy(update={"grid": grid, "structures": structures})
+
+
 def outside_parts(
     spec: PlanSpec, case: Case, images: CaseImages | None, names: list[str]
 ) -> dict[str, OutsidePart | None]:
@@ -142,7 +162,7 @@ def outside_parts(
         boxes = _outside_boxes(bounds, edges)
         outside = math.inf if boxes else 0.0
         if boxes and np.all(np.isfinite(bounds)):
-            grown = spec.model_copy(update={"grid": _extended_grid_spec(case.grid, bounds)})
+            grown = _on_grid(spec, _extended_grid_spec(case.grid, bounds), name)
             whole = Case.from_spec(grown, images).masks[name]
             outside = (int(whole.sum()) - int(case.masks[name].sum())) * case.grid.voxel_cc
         parts[name] = OutsidePart(outside, boxes) if outside > 0 else None
@@ -229,7 +249,7 @@ def evaluate_grown(
 
     bounds = structure_bounds(spec, case, images, limit.structure)
     for grow_mm in GROW_STEPS_MM:
-        grown = spec.model_copy(update={"grid": _grown_grid_spec(case.grid, bounds, grow_mm)})
+        grown = _on_grid(spec, _grown_grid_spec(case.grid, bounds, grow_mm), limit.structure)
         g = Case.from_spec(grown, images)
         mask = g.masks[limit.structure]
         dose = dose_at_points(

@@ -52,7 +52,7 @@ class PreparedCase:
     problem : the optimizer's problem (matrices on ``backend``'s device).
     matrix_cached : the dose-influence matrix came from the cache.
     outside : each hard-limited structure's part beyond the dose grid (None: inside).
-    runtime_s : seconds per step ("case", "candidates", "dose_matrix").
+    runtime_s : seconds per step ("case", "candidates", "dose_matrix", "beyond_grid").
     """
 
     spec: PlanSpec
@@ -119,11 +119,13 @@ def prepare(
     problem, cached = _build_problem(spec, case, candidates, source, backend, cache_dir)
     backend.synchronize()
     times["dose_matrix"] = time.perf_counter() - t
+    t = time.perf_counter()
     limited = {lim.structure for lim in spec.hard_limits(case.skin)}
     if reuse is not None and limited <= set(reuse.outside):
         outside: Mapping[str, OutsidePart | None] = reuse.outside
     else:
         outside = MappingProxyType(limited_outside(spec, case, images))
+        times["beyond_grid"] = time.perf_counter() - t
     return PreparedCase(
         spec, case, images, candidates, source, problem, cached, outside, MappingProxyType(times)
     )
