@@ -343,6 +343,8 @@ def _number(d: Mapping[str, Any], key: str, where: str, *, allow_null: bool = Tr
 
 
 def _structures(d: Mapping[str, Any], key: str, where: str) -> Mapping[str, Mapping[str, float]]:
+    if key not in d:
+        raise SeedoptError(f"{where}: {key} is missing")
     structures = _mapping(d.get(key), f"{where}: {key}")
     return _frozen(
         {

@@ -84,7 +84,8 @@ def test_metrics_json_keeps_its_keys_and_reads_back_unchanged(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("damage", "pattern"),
     [
-        (lambda d: d.pop("structures"), r"structures: expected a mapping"),
+        (lambda d: d.pop("structures"), r"structures is missing"),
+        (lambda d: d.update(structures=[1, 2]), r"structures: expected a mapping, got list"),
         (lambda d: d.update(n_seeds="ten"), r"n_seeds must be a number"),
         (lambda d: d["goals"][0].pop("limit"), r"goals\.0: limit is missing"),
         (lambda d: d.update(target="Liver"), r"target 'Liver' is not among its structures"),
