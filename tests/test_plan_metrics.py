@@ -247,3 +247,21 @@ def judged(plan, spec: PlanSpec) -> PlanMetrics:
     outside = limited_outside(spec, plan.case, None)
     return evaluate(spec, plan.case, None, plan.dose_gy, plan.seeds_mm, plan.seed_axes,
                     len(plan.used_needles()), plan.source, "anneal", outside)  # fmt: skip
+
+
+def test_the_clinical_strength_scale_reaches_the_plan_as_a_typed_field() -> None:
+    spec = small_spec(optimizer={"method": "clinical", "options": {"scaling": "strength"}})
+    plan = plan_case(spec, cpu_backend())
+    scale = plan.result.strength_scale
+    assert scale != 1.0 and "strength_scale" not in plan.result.extra
+    base = spec.source.build().air_kerma_strength_u
+    assert plan.source.air_kerma_strength_u == pytest.approx(base * scale)
+    assert plan.metrics.strength_u == pytest.approx(base * scale)
+    assert plan.metrics.target_metrics()["D90_gy"] == pytest.approx(spec.prescription_gy, rel=1e-3)
+
+
+def test_a_batch_part_with_damaged_metrics_is_one_error_naming_the_task() -> None:
+    from seedopt.studies.results import summary_row
+
+    with pytest.raises(SeedoptError, match=r"task small__base: metrics_json: not JSON"):
+        summary_row({"key": "small__base", "status": "ok", "metrics_json": "{cut"})
