@@ -366,6 +366,11 @@ def evaluate_cmd(
     implant = evaluate_implant(spec, seeds, axes, n_needles, source, b)
     metrics = implant.metrics
     if pre is not None:
+        if pre.target != metrics.target:
+            raise SeedoptError(
+                f"{where}: target: the pre-plan's target is {pre.target!r}, this case's is "
+                f"{metrics.target!r}"
+            )
         metrics = dataclasses.replace(metrics, pre_plan=(str(pre_plan), pre.structures))
     for note in metrics.notes:
         click.echo(f"seedopt: note: {note}", err=True)
