@@ -272,6 +272,7 @@ class PlanMetrics:
                 int(_number(d, "n_candidate_seeds", where, allow_null=False)),
                 int(_number(d, "n_candidate_needles", where, allow_null=False)),
             )
+        runtime = _mapping(d.get("runtime_s", {}), f"{where}: runtime_s")
         pre = None
         if d.get("pre_plan") is not None:
             p = _mapping(d["pre_plan"], f"{where}: pre_plan")
@@ -296,7 +297,9 @@ class PlanMetrics:
             if "air_kerma_strength_u" in source
             else math.nan,
             notes=tuple(str(n) for n in d.get("notes", [])),
-            runtime_s=_frozen({str(k): float(v) for k, v in d.get("runtime_s", {}).items()}),
+            runtime_s=_frozen(
+                {str(k): _number(runtime, k, f"{where}: runtime_s") for k in runtime}
+            ),
             beyond_grid=_frozen(
                 {
                     str(k): BeyondGrid.from_json(v, f"{where}: beyond_grid.{k}")
