@@ -49,6 +49,12 @@ if TYPE_CHECKING:
 
 GOAL_RTOL = 1e-6
 """Relative tolerance of a goal's comparison (float32 doses)."""
+DCC_METRICS = {"D0.1cc": 0.1, "D1cc": 1.0, "D2cc": 2.0}
+"""The Dcc metrics of every structure: label -> volume, cc."""
+STRUCTURE_KEYS = ("volume_cc", "Dmax_gy", "Dmean_gy", *(f"{k}_gy" for k in DCC_METRICS))
+"""Metrics every structure has in metrics.json."""
+TARGET_KEYS = ("D90_gy", "D100_gy", "V90_pct", "V100_pct", "V150_pct", "V200_pct")
+"""Metrics the target has besides."""
 
 
 def _json_number(value: float | None) -> float | None:
@@ -259,6 +265,10 @@ class PlanMetrics:
         target = _text(d, "target", where)
         if target not in structures:
             raise SeedoptError(f"{where}: target {target!r} is not among its structures")
+        for name, m in structures.items():
+            needed = STRUCTURE_KEYS + (TARGET_KEYS if name == target else ())
+            if missing := [k for k in needed if k not in m]:
+                raise SeedoptError(f"{where}: structures.{name}: {missing[0]} is missing")
         goals = _list(d, "goals", where)
         source = d.get("source")
         source = _mapping(source, f"{where}: source") if source is not None else {}
@@ -269,8 +279,8 @@ class PlanMetrics:
                 str(d.get("optimizer_message", "")),
                 str(d.get("dose_matrix_dtype", "")),
                 bool(d.get("dose_matrix_cached", False)),
-                int(_number(d, "n_candidate_seeds", where, allow_null=False)),
-                int(_number(d, "n_candidate_needles", where, allow_null=False)),
+                _count(d, "n_candidate_seeds", where),
+                _count(d, "n_candidate_needles", where),
             )
         runtime = _mapping(d.get("runtime_s", {}), f"{where}: runtime_s")
         pre = None
@@ -288,15 +298,15 @@ class PlanMetrics:
                 }
             ),
             goals=tuple(Goal.from_json(g, f"{where}: goals.{k}") for k, g in enumerate(goals)),
-            n_seeds=int(_number(d, "n_seeds", where, allow_null=False)),
-            n_needles=int(_number(d, "n_needles", where, allow_null=False)),
+            n_seeds=_count(d, "n_seeds", where),
+            n_needles=_count(d, "n_needles", where),
             method=_text(d, "method", where),
             total_strength_u=_number(d, "total_strength_u", where),
             source_model=str(source.get("model", "")),
             strength_u=_number(source, "air_kerma_strength_u", f"{where}: source")
             if "air_kerma_strength_u" in source
             else math.nan,
-            notes=tuple(str(n) for n in d.get("notes", [])),
+            notes=tuple(str(n) for n in (_list(d, "notes", where) if "notes" in d else [])),
             runtime_s=_frozen(
                 {str(k): _number(runtime, k, f"{where}: runtime_s") for k in runtime}
             ),
@@ -345,6 +355,14 @@ def _number(d: Mapping[str, Any], key: str, where: str, *, allow_null: bool = Tr
     return float(v)
 
 
+def _count(d: Mapping[str, Any], key: str, where: str) -> int:
+    """A whole number >= 0 of ``d``."""
+    v = _number(d, key, where, allow_null=False)
+    if not (math.isfinite(v) and v >= 0 and v == int(v)):
+        raise SeedoptError(f"{where}: {key} must be a whole number >= 0 (found {v!r})")
+    return int(v)
+
+
 def _structures(d: Mapping[str, Any], key: str, where: str) -> Mapping[str, Mapping[str, float]]:
     if key not in d:
         raise SeedoptError(f"{where}: {key} is missing")
@@ -360,9 +378,6 @@ def _structures(d: Mapping[str, Any], key: str, where: str) -> Mapping[str, Mapp
             for name, m in structures.items()
         }
     )
-
-
-DCC_METRICS = {"D0.1cc": 0.1, "D1cc": 1.0, "D2cc": 2.0}
 
 
 def structure_metrics(

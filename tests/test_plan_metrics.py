@@ -5,6 +5,7 @@ judged on what is known about the dose outside it (docs/planning.md, "Metrics").
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 from pathlib import Path
@@ -265,3 +266,38 @@ def test_a_batch_part_with_damaged_metrics_is_one_error_naming_the_task() -> Non
 
     with pytest.raises(SeedoptError, match=r"task small__base: metrics_json: not JSON"):
         summary_row({"key": "small__base", "status": "ok", "metrics_json": "{cut"})
+
+
+@functools.cache
+def plan_doc() -> str:
+    return json.dumps(plan_case(small_spec(), cpu_backend()).metrics.to_json())
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+DAMAGED_KEYS = [
+    ("structures",), ("structures", "GTV"), ("structures", "GTV", "D90_gy"), ("goals",),
+    ("goals", 0), ("goals", 1, "value"), ("goals", 0, "sense"), ("goals", 0, "not_evaluated"),
+    ("indices",), ("indices", "CI"), ("n_seeds",), ("source",), ("runtime_s",), ("notes",),
+    ("beyond_grid",), ("beyond_grid", "Cord"), ("beyond_grid", "Cord", "outside_cc"),
+    ("objective",), ("n_candidate_seeds",), ("target",), ("method",), ("pre_plan",),
+]  # fmt: skip
+
+
+@given(key=st.sampled_from(DAMAGED_KEYS), value=JSON_VALUES)
+def test_any_damaged_metrics_file_reads_back_or_is_one_error(key: tuple, value) -> None:
+    doc = json.loads(plan_doc())
+    *parents, last = key
+    node = doc
+    for k in parents:
+        node = node[k]
+    node[last] = value
+    try:
+        m = PlanMetrics.from_json(doc, "metrics.json")
+    except SeedoptError:
+        return
+    assert all(g.met == (g.evaluated and g.met) for g in m.goals)
+    format_report(m)  # whatever was read prints
