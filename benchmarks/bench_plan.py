@@ -61,11 +61,11 @@ def matched_spec(spec, baseline_metrics):
     goals has equal or better D90 and no organ worse than the baseline. The organ term is
     off (``organ_per_pct`` 0): the lowered limits already ask for "no organ worse", and the
     term, priced per percent of each limit above half of it, would grow with the lowering."""
-    from seedopt.pipeline import load_case
+    from seedopt.case.case import DERIVED_SKIN
 
     m = baseline_metrics
     tighter = []
-    for lim in spec.hard_limits(load_case(spec)[0].skin):
+    for lim in spec.hard_limits(spec.roles.skin.structure or DERIVED_SKIN):
         value = m.structures[lim.structure][f"{lim.metric}_gy"]
         if not math.isnan(value):
             lim = dataclasses.replace(
