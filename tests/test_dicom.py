@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_rasterized_sphere_matches_the_contour_stack_volume(tmp_path, uids, spac
     zs = np.arange(-20, 20.1, 2.5)
     planes = sphere_planes((3.3, -1.7, 0.4), 15.0, zs)
     rs = write_rtstruct(tmp_path / "rs.dcm", {"S": ("PTV", planes)}, **uids)
-    roi = load_rtstruct(rs).rois["S"]
+    roi = load_rtstruct(rs).roi("S")
     grid = Grid.covering((-25, -25, -25), (25, 25, 25), spacing)
     volume = float((rasterize(roi, grid, 2.5) >= 0.5).sum()) * spacing**3
     stack = sum(_area(p[0]) * 2.5 for p in planes.values())
@@ -101,7 +102,7 @@ def test_holes_subtract_and_islands_add(tmp_path, uids) -> None:
         for z in np.arange(-10, 10.1, 2.5)
     }
     rs = write_rtstruct(tmp_path / "rs.dcm", {"Ring": ("ORGAN", planes)}, **uids)
-    roi = load_rtstruct(rs).rois["Ring"]
+    roi = load_rtstruct(rs).roi("Ring")
     grid = Grid.covering((-19.5, -19.5, -15), (40, 20, 15), 1.0)  # edges on voxel faces
     occupancy = rasterize(roi, grid, 2.5)
     area = float((occupancy >= 0.5)[15].sum())
@@ -461,13 +462,16 @@ def test_contours_outside_the_ct(tmp_path, uids) -> None:
     )
 
 
-def test_real_sample_ct_holds_one_slice_of_its_structure_set(tmp_path) -> None:
+def test_a_single_ct_slice_is_not_used_and_a_note_says_so(tmp_path) -> None:
+    """The sample's one CT slice of the 98 its structure set was drawn on: init-case takes the
+    grid from the structures, as without a CT."""
     ct = tmp_path / "ct"
     ct.mkdir()
     shutil.copy(SAMPLE / "ct.0.dcm", ct)
-    one_line_error(
-        _init(ct, SAMPLE / "rtss.dcm", tmp_path, "Tumor Bed"), r"contours outside the CT"
-    )
+    r = _init(ct, SAMPLE / "rtss.dcm", tmp_path, "Tumor Bed")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"seedopt: note: --ct .* holds one CT slice: it is not used", r.stderr)
+    assert "ct: null" in (tmp_path / "c.yaml").read_text()
 
 
 def test_non_axial_ct(tmp_path, uids) -> None:

@@ -44,7 +44,7 @@ def write_dicom_outputs(plan: Plan, out: Path) -> list[Path]:
         raise ValueError("the plan's case has no dicom section")
     ss = load_images(d.rtstruct, d.ct, d.slice_thickness_mm).structure_set
     target = plan.spec.structures[plan.spec.roles.target]
-    number = ss.roi(target.roi).number if isinstance(target, Contours) else None
+    number = ss.roi(target.selector).number if isinstance(target, Contours) else None
     rtplan = write_rtplan(plan, ss, out / "rtplan.dcm", number)
     write_rtdose(plan.dose_gy, plan.case.grid, ss.study, rtplan, out / "rtdose.dcm")
     return [out / "rtplan.dcm", out / "rtdose.dcm"]
