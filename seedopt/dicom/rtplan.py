@@ -241,8 +241,6 @@ def _source_strength(src: Dataset, path: Path, where: str) -> float | None:
         value = number(src, "SourceStrength", path, where)
     else:
         return None
-    if value <= 0:
-        raise SeedoptError(f"{path.name}: {where}source strength {value:g} U is not positive")
     return value
 
 
@@ -403,7 +401,15 @@ def _seed_source(sources: dict[int, _Source], used: set[int | None], path: Path)
             f"{path.name}: the seeds are of {len(kinds)} source types ({listed}); seedopt "
             "evaluates one source type at a time"
         )
-    return chosen[0] if chosen else _Source(0, None, None)
+    if not chosen:
+        return _Source(0, None, None)
+    strength = chosen[0].strength_u
+    if strength is not None and strength <= 0:
+        raise SeedoptError(
+            f"{path.name}: the seeds' source {chosen[0].number} has strength {strength:g} U "
+            "(ReferenceAirKermaRate); it must be positive"
+        )
+    return chosen[0]
 
 
 def read_rtplan_seeds(path: Path) -> ImplantSeeds:
