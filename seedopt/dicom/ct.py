@@ -78,9 +78,14 @@ def _hu(path: Path, ds: pydicom.Dataset, shape: tuple[int, int]) -> np.ndarray:
     except Exception as exc:  # the pixel decoders raise many types
         syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
         name = getattr(syntax, "name", str(syntax))
+        hint = (
+            "; convert the series to an uncompressed transfer syntax (e.g. gdcmconv --raw)"
+            if getattr(syntax, "is_compressed", False)
+            else ""
+        )
+        reason = str(exc).splitlines()[0].rstrip(":") if str(exc) else type(exc).__name__
         raise SeedoptError(
-            f"{path}: PixelData cannot be decoded (transfer syntax {name}): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            f"{path}: PixelData cannot be decoded (transfer syntax {name}): {reason}{hint}"
         ) from None
     if pixels.shape != shape:
         raise SeedoptError(

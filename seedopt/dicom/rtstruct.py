@@ -192,6 +192,12 @@ def load_rtstruct(path: Path) -> StructureSet:
                 f"({declared[number]!r} and {str(r.get('ROIName', ''))!r})"
             )
         declared[number] = str(r.get("ROIName", "") or "")
+    for keyword in ("ROIContourSequence", "RTROIObservationsSequence"):
+        if declared and keyword not in ds:
+            raise SeedoptError(
+                f"{path.name}: {keyword} is missing ({len(declared)} ROIs declared; required "
+                "in a structure set: a cut file?)"
+            )
     types: dict[int, str] = {}
     for k, o in enumerate(sequence(ds, "RTROIObservationsSequence")):
         number = integer(o, "ReferencedROINumber", path, f"RTROIObservationsSequence[{k}].")
