@@ -156,7 +156,11 @@ def vr_problem(vr: str, value: str) -> str | None:
     try:
         validate_value(vr, value, pydicom.config.RAISE)
     except ValueError as exc:
-        return str(exc).split(". Please see")[0].rstrip(".")
+        reason = str(exc).split(". Please see")[0].rstrip(".")
+        too_long = re.search(r"\((\d+)\) exceeds the maximum (?:allowed )?length of (\d+)", reason)
+        if too_long:
+            return f"is {too_long[1]} characters long; VR {vr} allows {too_long[2]}"
+        return f"is invalid for VR {vr}"
     if vr == "DA" and value:
         try:
             _dt.datetime.strptime(value, "%Y%m%d")

@@ -30,7 +30,8 @@ def build_rtdose(
     dose_gy: np.ndarray, grid: Grid, study: Study, rtplan: Dataset | None, bits: int = 32
 ) -> Dataset:
     """An RT Dose of ``dose_gy`` (shape ``grid.shape``, Gy) as unsigned integers of ``bits``
-    bits times DoseGridScaling, axial, referencing ``rtplan``."""
+    bits times DoseGridScaling, axial, referencing ``rtplan`` (DoseSummationType PLAN; without
+    a plan PLAN_OVERVIEW)."""
     if dose_gy.shape != grid.shape:
         raise ValueError(f"dose shape {dose_gy.shape} differs from the grid's {grid.shape}")
     ds = new_dataset(RT_DOSE_STORAGE, "RTDOSE", study, "seedopt total dose")
@@ -51,7 +52,9 @@ def build_rtdose(
     ds.PixelRepresentation = 0
     ds.DoseUnits = "GY"
     ds.DoseType = "PHYSICAL"
-    ds.DoseSummationType = "PLAN"
+    # PLAN requires the plan's reference; without one (post-implant dosimetry of seeds as
+    # placed) the dose is an overview of the implant, not for treatment.
+    ds.DoseSummationType = "PLAN" if rtplan is not None else "PLAN_OVERVIEW"
     ds.DoseComment = "TG-43U1 total dose of the permanent implant"
     ds.GridFrameOffsetVector = [round(k * sz, 4) for k in range(nz)]
     top = float(np.max(dose_gy)) if dose_gy.size else 0.0
