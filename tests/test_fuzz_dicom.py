@@ -24,7 +24,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import generate_uid
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ImplicitVRLittleEndian,
+    generate_uid,
+)
 from test_cli import one_line_error, seedopt
 from test_dicom import SAMPLE
 
@@ -138,6 +143,30 @@ def test_a_cut_structure_set_is_refused_wherever_it_is_cut(tmp_path, uids) -> No
     data = rs.read_bytes()
     cut = tmp_path / "cut.dcm"
     for offset in np.linspace(1, len(data) - 1, 60).astype(int):
+        cut.write_bytes(data[:offset])
+        with pytest.raises(SeedoptError, match=r"cut\.dcm"):
+            load_rtstruct(cut)
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    [ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian],
+    ids=lambda uid: uid.name,
+)
+def test_cuts_are_found_in_every_transfer_syntax(tmp_path, uids, syntax) -> None:
+    """The completeness check walks implicit VR, big endian and deflated data sets (the
+    last byte of a deflated file can be padding after the complete stream)."""
+    ds = pydicom.dcmread(write_rtstruct(tmp_path / "rs.dcm", phantom_rois(), **uids))
+    ds.file_meta.TransferSyntaxUID = syntax
+    path = tmp_path / "encoded.dcm"
+    pydicom.dcmwrite(
+        path, ds, implicit_vr=syntax.is_implicit_VR, little_endian=syntax.is_little_endian,
+        enforce_file_format=True,
+    )  # fmt: skip
+    assert [r.name for r in load_rtstruct(path).rois] == ["GTV", "Spinal Cord"]
+    data = path.read_bytes()
+    cut = tmp_path / "cut.dcm"
+    for offset in np.linspace(1, len(data) - 2, 30).astype(int):
         cut.write_bytes(data[:offset])
         with pytest.raises(SeedoptError, match=r"cut\.dcm"):
             load_rtstruct(cut)

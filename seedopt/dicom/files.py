@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import validate_value
 
 from .. import __version__
 from ..errors import SeedoptError
-from .integrity import Incomplete, check_complete
+from .integrity import Incomplete, check_complete, tag_name
 
 RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
 RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -49,12 +48,6 @@ def has_preamble(path: Path) -> bool:
         raise SeedoptError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def _tag_name(tag: int) -> str:
-    keyword = keyword_for_tag(tag)
-    label = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
-    return f"{keyword} {label}" if keyword else label
-
-
 def _read_every_value(ds: Dataset, path: Path, inside: str = "") -> None:
     """Decode every value now, so that a malformed one is an error naming its attribute
     (pydicom otherwise decodes lazily, wherever the value is first used)."""
@@ -63,11 +56,11 @@ def _read_every_value(ds: Dataset, path: Path, inside: str = "") -> None:
             elem = ds[tag]
         except Exception as exc:  # pydicom raises a dozen types for malformed values
             raise SeedoptError(
-                f"{path}: {inside}{_tag_name(int(tag))} cannot be read: {exc}"
+                f"{path}: {inside}{tag_name(int(tag))} cannot be read: {exc}"
             ) from None
         if elem.VR == "SQ":
             for k, item in enumerate(elem.value):
-                _read_every_value(item, path, f"{inside}{elem.keyword or _tag_name(tag)}[{k}].")
+                _read_every_value(item, path, f"{inside}{elem.keyword or tag_name(tag)}[{k}].")
 
 
 def read_dataset(path: Path, what: str, *, pixels: bool = True) -> Dataset:

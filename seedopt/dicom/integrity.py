@@ -56,7 +56,8 @@ class _Syntax:
         return struct.unpack_from("<I" if self.little else ">I", buf, pos)[0]
 
 
-def _name(tag: int) -> str:
+def tag_name(tag: int) -> str:
+    """``Keyword (gggg,eeee)``, or the tag alone when the dictionary does not know it."""
     keyword = keyword_for_tag(tag) if tag >> 16 != 0xFFFE else ""
     label = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
     return f"{keyword} {label}" if keyword else label
@@ -85,6 +86,17 @@ class _Walker:
                 f"{what} at {self.at(pos)} needs {n} bytes; {max(limit - pos, 0)} remain in {where}"
             )
 
+    def header(self, pos: int, tag: int, syn: _Syntax, limit: int) -> tuple[bytes, int, int]:
+        """The VR (b"" in implicit VR), value length and value start of the element at
+        ``pos`` (its 8 first bytes known to be there)."""
+        if not syn.explicit:
+            return b"", syn.u32(self.buf, pos + 4), pos + 8
+        vr = self.buf[pos + 4 : pos + 6]
+        if vr in LONG_VRS:
+            self.need(pos, 12, limit, f"the header of {tag_name(tag)}")
+            return vr, syn.u32(self.buf, pos + 8), pos + 12
+        return vr, syn.u16(self.buf, pos + 6), pos + 8
+
     def elements(self, pos: int, end: int | None, syn: _Syntax, depth: int, inside: str) -> int:
         """Data elements from ``pos`` to ``end`` (a defined length) or to an item delimiter
         (``end`` None); returns the position after them."""
@@ -105,28 +117,23 @@ class _Walker:
                     )
                 return pos + 8
             if tag >> 16 == 0xFFFE:
-                raise Incomplete(f"a misplaced item tag {_name(tag)} at {self.at(pos)}")
-            vr = self.buf[pos + 4 : pos + 6] if syn.explicit else b""
-            if syn.explicit and vr in LONG_VRS:
-                self.need(pos, 12, limit, f"the header of {_name(tag)}")
-                length, start = syn.u32(self.buf, pos + 8), pos + 12
-            elif syn.explicit:
-                length, start = syn.u16(self.buf, pos + 6), pos + 8
-            else:
-                length, start = syn.u32(self.buf, pos + 4), pos + 8
+                raise Incomplete(f"a misplaced item tag {tag_name(tag)} at {self.at(pos)}")
+            vr, length, start = self.header(pos, tag, syn, limit)
             sequence = vr == b"SQ" or (not syn.explicit and _is_sequence(tag))
             if length == UNDEFINED:
                 if tag == PIXEL_DATA:
-                    pos = self.items(start, None, syn, depth, _name(tag), fragments=True)
+                    pos = self.items(start, None, syn, depth, tag_name(tag), fragments=True)
                 elif sequence or vr == b"UN" or not syn.explicit:
                     nested = _Syntax(False, True) if vr == b"UN" else syn
-                    pos = self.items(start, None, nested, depth, _name(tag))
+                    pos = self.items(start, None, nested, depth, tag_name(tag))
                 else:
-                    raise Incomplete(f"{_name(tag)} at {self.at(pos)} has an undefined length")
+                    raise Incomplete(f"{tag_name(tag)} at {self.at(pos)} has an undefined length")
                 continue
-            self.need(start, length, limit, f"the value of {_name(tag)} (declared {length} bytes)")
+            self.need(
+                start, length, limit, f"the value of {tag_name(tag)} (declared {length} bytes)"
+            )
             if sequence:
-                self.items(start, start + length, syn, depth, _name(tag))
+                self.items(start, start + length, syn, depth, tag_name(tag))
             pos = start + length
 
     def items(
@@ -153,7 +160,7 @@ class _Walker:
                 return pos + 8
             if tag != ITEM:
                 raise Incomplete(
-                    f"{inside}: expected an item at {self.at(pos)}, found {_name(tag)}"
+                    f"{inside}: expected an item at {self.at(pos)}, found {tag_name(tag)}"
                 )
             start = pos + 8
             if length == UNDEFINED and not fragments:
@@ -174,13 +181,8 @@ def _meta(buf: bytes) -> tuple[int, str]:
     pos, syntax = 132, IMPLICIT_LITTLE
     while pos + 8 <= len(buf) and syn.u16(buf, pos) == 0x0002:
         tag = (syn.u16(buf, pos) << 16) | syn.u16(buf, pos + 2)
-        vr = buf[pos + 4 : pos + 6]
-        if vr in LONG_VRS:
-            walker.need(pos, 12, len(buf), f"the header of {_name(tag)}")
-            length, start = syn.u32(buf, pos + 8), pos + 12
-        else:
-            length, start = syn.u16(buf, pos + 6), pos + 8
-        walker.need(start, length, len(buf), _name(tag))
+        _, length, start = walker.header(pos, tag, syn, len(buf))
+        walker.need(start, length, len(buf), tag_name(tag))
         if tag == 0x00020010:
             syntax = buf[start : start + length].rstrip(b"\x00 ").decode("ascii", "replace")
         pos = start + length
