@@ -285,12 +285,9 @@ def init_case_cmd(
 
 def _read_implant(path: Path) -> tuple[np.ndarray, np.ndarray, int, float | None, str | None]:
     """Seeds from an RT Plan or a CSV: positions (mm), axes, needles, strength (U), model."""
-    try:
-        with path.open("rb") as fh:
-            is_dicom = fh.read(132)[128:132] == b"DICM"
-    except OSError as exc:
-        raise SeedoptError(f"cannot read seeds file {path}: {exc.strerror}") from None
-    if is_dicom:
+    from ..dicom.files import has_preamble
+
+    if has_preamble(path):
         from ..dicom import read_rtplan_seeds
 
         s = read_rtplan_seeds(path)

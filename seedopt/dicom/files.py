@@ -101,7 +101,7 @@ def numbers(
         out = np.array([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError):
         shown = "\\".join(str(v) for v in values[:6]) + ("..." if len(values) > 6 else "")
-        raise SeedoptError(f"{label} holds {shown!r}, not numbers") from None
+        raise SeedoptError(f"{label} holds '{shown}', not numbers") from None
     if not np.all(np.isfinite(out)):
         k = int(np.argmin(np.isfinite(out)))
         raise SeedoptError(f"{label}: value {k + 1} of {len(out)} is {out[k]} (not finite)")
