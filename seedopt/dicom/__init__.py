@@ -1,6 +1,7 @@
 """DICOM RT in and out: CT and RT Structure Set import (``ct``, ``rtstruct``, ``images``),
 case configs from DICOM (``init_case``), RT Plan and RT Dose export and import (``rtplan``,
-``rtdose``). See docs/dicom.md."""
+``rtdose``). Every file is read through ``files.read_dataset``: checked complete
+(``integrity``), every value decoded, numbers checked by name. See docs/dicom.md."""
 
 from __future__ import annotations
 

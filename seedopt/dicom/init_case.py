@@ -158,14 +158,21 @@ def _rel(path: Path, base: Path) -> str:
     return str(Path(path).resolve()) if rel.startswith("..") else rel
 
 
+def _by_number(ss: StructureSet, roi: ROI) -> bool:
+    """Whether the config must name ``roi`` by its number: its name is shared or empty."""
+    return ss.shares_name(roi) or not roi.name.strip()
+
+
 def _structure_key(ss: StructureSet, roi: ROI) -> str:
     """The config's name for ``roi``: its ROI name, with its number where names repeat."""
+    if not roi.name.strip():
+        return f"ROI {roi.number}"
     return f"{roi.name} (ROI {roi.number})" if ss.shares_name(roi) else roi.name
 
 
 def _structure_line(ss: StructureSet, roi: ROI) -> str:
     key = json.dumps(_structure_key(ss, roi))
-    if ss.shares_name(roi):
+    if _by_number(ss, roi):
         return f"  {key}: {{shape: contours, roi_number: {roi.number}}}"
     return f"  {key}: {{shape: contours, roi: {json.dumps(roi.name)}}}"
 
@@ -319,8 +326,9 @@ def init_case(
                 action += ", needles avoid it"
         else:
             action = "kept for metrics (no role recognised)"
-        if ss.shares_name(r):
-            action += f" (ROI number {r.number}: its name is not unique)"
+        if _by_number(ss, r):
+            why = "not unique" if r.name.strip() else "empty"
+            action += f" (by ROI number {r.number}: its name is {why})"
         decisions.append(Decision(r.name, r.interpreted_type, planes, action))
     if body_roi is not None:
         body_key = json.dumps(_structure_key(ss, body_roi))
