@@ -531,6 +531,10 @@ def test_post_implant_from_a_commercial_export(
     r = seedopt("evaluate", str(cfg), "--seeds", str(plan), "--out", str(tmp_path / "post"))
     assert r.returncode in (0, 3), r.stderr
     assert "seedopt: note: plan.dcm: source 2 is used by no channel (a dummy source)" in r.stderr
+    assert (
+        "seedopt: note: the skin role is the body 'Dose grid (no body)': skin metrics are "
+        "unavailable" in r.stderr
+    )
     metrics = json.loads((tmp_path / "post" / "metrics.json").read_text())
     assert metrics["n_seeds"] == len(seeds)
     assert metrics["source"] == {"model": "6711", "air_kerma_strength_u": 0.5}

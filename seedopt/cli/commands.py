@@ -369,6 +369,12 @@ def evaluate_cmd(
             raise SeedoptError(f"--plan {pre_plan}: cannot read metrics.json ({exc})") from None
     b = echo_backend(backend)
     case, dose, metrics = evaluate_implant(spec, seeds, axes, n_needles, source, b)
+    if case.skin == case.body:  # init-case without a body contour or CT: no skin to measure
+        click.echo(
+            f"seedopt: note: the skin role is the body {case.body!r}: skin metrics are "
+            "unavailable; target and organ metrics are computed",
+            err=True,
+        )
     out.mkdir(parents=True, exist_ok=True)
     if pre is not None:
         metrics["pre_plan"] = {"folder": str(pre_plan), "structures": pre["structures"]}
