@@ -172,6 +172,16 @@ def test_cuts_are_found_in_every_transfer_syntax(tmp_path, uids, syntax) -> None
             load_rtstruct(cut)
 
 
+def test_a_stray_sequence_delimiter_is_not_a_cut(tmp_path, uids) -> None:
+    """Some systems write a sequence delimiter after a defined-length sequence: nothing is
+    lost, so the file is read."""
+    data = write_rtstruct(tmp_path / "rs.dcm", phantom_rois(), **uids).read_bytes()
+    k = data.index(b"\x06\x30\x80\x00")  # RTROIObservationsSequence, the last element
+    stray = tmp_path / "stray.dcm"
+    stray.write_bytes(data[:k] + b"\xfe\xff\xdd\xe0" + bytes(4) + data[k:])
+    assert [r.interpreted_type for r in load_rtstruct(stray).rois] == ["GTV", "ORGAN"]
+
+
 def test_a_cut_ct_slice_is_refused_not_skipped(tmp_path, uids) -> None:
     """A CT file cut in its pixel data, or at the boundary before it: the series is refused
     (unreadable DICOM files in the CT folder used to be skipped)."""

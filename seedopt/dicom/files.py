@@ -52,6 +52,9 @@ def _read_every_value(ds: Dataset, path: Path, inside: str = "") -> None:
     """Decode every value now, so that a malformed one is an error naming its attribute
     (pydicom otherwise decodes lazily, wherever the value is first used)."""
     for tag in list(ds.keys()):
+        if tag.group == 0xFFFE:  # a stray delimiter some systems write: no value to read
+            del ds[tag]
+            continue
         try:
             elem = ds[tag]
         except Exception as exc:  # pydicom raises a dozen types for malformed values

@@ -116,6 +116,9 @@ class _Walker:
                         f"an item delimiter at {self.at(pos)} in a defined-length item"
                     )
                 return pos + 8
+            if tag == SEQUENCE_END and syn.u32(self.buf, pos + 4) == 0:
+                pos += 8  # a stray delimiter after a defined-length sequence: nothing lost
+                continue
             if tag >> 16 == 0xFFFE:
                 raise Incomplete(f"a misplaced item tag {tag_name(tag)} at {self.at(pos)}")
             vr, length, start = self.header(pos, tag, syn, limit)
@@ -151,6 +154,8 @@ class _Walker:
         while True:
             if end is not None and pos == end:
                 return pos
+            if end is not None and pos > end:
+                raise Incomplete(f"an item of {inside} runs past the end of its sequence")
             if end is None and pos == len(self.buf):
                 raise Incomplete(f"the file ends inside {inside} (no sequence delimiter)")
             self.need(pos, 8, limit, f"an item of {inside}")
