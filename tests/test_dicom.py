@@ -169,10 +169,17 @@ def _sixteen_bit_copy(path: Path, out: Path) -> Path:
     return out
 
 
-def _plan_from_dicom(tmp_path: Path, args: list[str], target: str, rx: str) -> tuple[Path, Path]:
+def _plan_from_dicom(
+    tmp_path: Path, args: list[str], target: str, rx: str, name: str | None = None
+) -> tuple[Path, Path]:
+    """init-case (the case renamed ``name`` when given), then a clinical plan."""
     cfg = tmp_path / "case.yaml"
     r = seedopt("init-case", *args, "--target", target, "--rx", rx, "--out", str(cfg))
     assert r.returncode == 0, r.stderr
+    if name is not None:
+        line = f"name: {json.dumps(name)}"
+        text = re.sub(r"(?m)^name: .*$", lambda _: line, cfg.read_text(), count=1)
+        cfg.write_text(text)
     out = tmp_path / "plan"
     r = seedopt(
         "plan",
@@ -574,7 +581,8 @@ def test_exported_files_conform_although_the_input_does_not(tmp_path, uids) -> N
         setattr(ds, keyword, value)
     ds.SpecificCharacterSet, ds.PatientName = "ISO_IR 192", "山田^太郎"  # valid, not Latin-1
     ds.save_as(rs)
-    cfg, out = _plan_from_dicom(tmp_path, ["--rtstruct", str(rs)], "GTV", "120")
+    name = "left\\right breast, " + "x" * 80  # a backslash would make two values
+    cfg, out = _plan_from_dicom(tmp_path, ["--rtstruct", str(rs)], "GTV", "120", name)
     r = seedopt("evaluate", str(cfg), "--seeds", str(out / "rtplan.dcm"), "--out", str(out / "e"))
     assert r.returncode in (0, 3), r.stderr
     for keyword in BAD_HEADER:
@@ -583,6 +591,7 @@ def test_exported_files_conform_although_the_input_does_not(tmp_path, uids) -> N
     assert plan.PatientBirthDate == "" and plan.PatientSex == "" and plan.PatientID == ""
     assert plan.StudyInstanceUID != BAD_HEADER["StudyInstanceUID"]
     assert plan.SpecificCharacterSet == "ISO_IR 192" and str(plan.PatientName) == "山田^太郎"
+    assert plan.RTPlanLabel == "left/right breas" and len(plan.RTPlanName) == 64
     assert pydicom.dcmread(out / "rtdose.dcm").StudyInstanceUID == plan.StudyInstanceUID
     assert _dciodvfy_errors(out / "rtplan.dcm") == []
     assert _dciodvfy_errors(_sixteen_bit_copy(out / "rtdose.dcm", tmp_path / "d16.dcm")) == []

@@ -227,6 +227,13 @@ class Study:
                 yield value
 
 
+def plain_text(value: str, max_chars: int) -> str:
+    """Text of seedopt's own (a case name) fit for a single-valued SH/LO attribute: control
+    characters dropped, a backslash (the value separator) written as "/", at most
+    ``max_chars`` characters."""
+    return _CONTROL.sub("", value).replace("\\", "/").strip()[:max_chars]
+
+
 def conformant(vr: str, value: str, keyword: str, source: str) -> tuple[str, str | None]:
     """``value`` when valid for ``vr``, else ("" or, for a UID, a new UID derived from the
     value) with a sentence saying so."""

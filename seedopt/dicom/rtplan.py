@@ -29,6 +29,7 @@ from .files import (
     note,
     number,
     numbers,
+    plain_text,
     read_dataset,
     require_modality,
     save,
@@ -75,9 +76,10 @@ def _source_item(plan: Plan, date: str, time: str) -> Dataset:
     item = Dataset()
     item.SourceNumber = 1
     item.SourceType = "CYLINDER"
-    item.SourceManufacturer = src.model.description.split()[0] if src.model.description else ""
+    words = src.model.description.split()
+    item.SourceManufacturer = plain_text(words[0], 64) if words else ""
     item.SourceModelID = src.model.model_id
-    item.SourceDescription = src.model.description[:64]
+    item.SourceDescription = plain_text(src.model.description, 64)
     item.ActiveSourceDiameter = 0.8
     item.ActiveSourceLength = round(src.model.active_length_cm * 10.0, 3)
     item.SourceIsotopeName = "I-125"
@@ -142,8 +144,8 @@ def build_rtplan(plan: Plan, structure_set: StructureSet, target_roi_number: int
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     study: Study = structure_set.study
     ds = new_dataset(RT_PLAN_STORAGE, "RTPLAN", study, f"seedopt {plan.result.method}")
-    ds.RTPlanLabel = plan.case.name[:16]
-    ds.RTPlanName = plan.case.name[:64]
+    ds.RTPlanLabel = plain_text(plan.case.name, 16) or "seedopt"  # type 1
+    ds.RTPlanName = plain_text(plan.case.name, 64)
     ds.RTPlanDate, ds.RTPlanTime = date, time
     ds.RTPlanGeometry = "PATIENT"
     ds.PlanIntent = "CURATIVE"
