@@ -324,7 +324,7 @@ BAD_PLANS: dict[str, tuple[Mutation, str]] = {
     ),
     "a zero strength": (
         _set("ReferenceAirKermaRate", 0.0, lambda ds: ds.SourceSequence[0]),
-        r"the seeds' source 1 has strength 0 U \(ReferenceAirKermaRate\); it must be positive",
+        r"the seeds' source 1 has strength 0 U \(ReferenceAirKermaRate or SourceStrength\)",
     ),
     "a strength that is text": (
         _set("ReferenceAirKermaRate", MARKER, lambda ds: ds.SourceSequence[0]),
@@ -341,6 +341,18 @@ def test_an_inconsistent_rt_plan_is_refused(exported_plan, tmp_path, case) -> No
     _save(ds, tmp_path / "plan.dcm")
     with pytest.raises(SeedoptError, match=r"plan\.dcm: " + message):
         read_rtplan_seeds(tmp_path / "plan.dcm")
+
+
+def test_channels_that_name_no_source_take_the_one_real_source(tmp_path, uids) -> None:
+    """Without ReferencedSourceNumber the seeds are of the plan's one source with a strength;
+    the vendor's zero-strength dummy is left aside."""
+    rs = write_rtstruct(tmp_path / "rs.dcm", post_implant_rois(), **uids)
+    plan = write_vendor_rtplan(tmp_path / "plan.dcm", np.zeros((1, 3)), rs, strength_u=0.41)
+    ds = pydicom.dcmread(plan)
+    del ds.ApplicationSetupSequence[0].ChannelSequence[0].ReferencedSourceNumber
+    ds.save_as(plan)
+    seeds = read_rtplan_seeds(plan)
+    assert (seeds.strength_u, seeds.model_id) == (0.41, "6711")
 
 
 def test_a_vendor_plan_missing_setups_is_refused_not_read_in_part(tmp_path, uids) -> None:

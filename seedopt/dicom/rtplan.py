@@ -381,7 +381,7 @@ def _seed_source(sources: dict[int, _Source], used: set[int | None], path: Path)
     """The one source type the seeds are of; sources no channel references (a vendor's dummy
     source) are left aside with a note."""
     if None in used:  # a channel that names no source: the plan's only real one
-        real = {n for n, s in sources.items() if s.strength_u is not None} or set(sources)
+        real = {n for n, s in sources.items() if s.strength_u} or set(sources)
         used = (used - {None}) | (real if len(real) == 1 else set(sources))
     missing = sorted(n for n in used if n is not None and n not in sources)
     if missing:
@@ -409,7 +409,7 @@ def _seed_source(sources: dict[int, _Source], used: set[int | None], path: Path)
     if strength is not None and strength <= 0:
         raise SeedoptError(
             f"{path.name}: the seeds' source {chosen[0].number} has strength {strength:g} U "
-            "(ReferenceAirKermaRate); it must be positive"
+            "(ReferenceAirKermaRate or SourceStrength); it must be positive"
         )
     return chosen[0]
 
