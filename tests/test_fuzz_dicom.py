@@ -570,7 +570,7 @@ def test_init_case_selects_a_shared_name_by_number(twin_gtvs, tmp_path) -> None:
 @pytest.mark.parametrize(
     "reference, message",
     [
-        ({"roi": "GTV", "roi_number": 1}, "not both"),
+        ({"roi": "GTV", "roi_number": 1}, "name the ROI once"),
         ({}, "roi_number"),
         ({"roi_number": -1}, "greater than or equal to 0"),
     ],

@@ -88,7 +88,7 @@ class Contours(_Shape):
     @model_validator(mode="after")
     def _one_reference(self) -> Contours:
         if (self.roi is None) == (self.roi_number is None):
-            raise ValueError("give the ROI's name (roi) or its number (roi_number), not both")
+            raise ValueError("name the ROI once: by roi (its name) or by roi_number")
         return self
 
     @property
