@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, model_validator
 
 from ..errors import SeedoptError
 from .grid import Grid
@@ -72,16 +72,33 @@ class Box(_Shape):
 class ImageSource(Protocol):
     """Where image-based structures come from (``seedopt.dicom.images.CaseImages``)."""
 
-    def roi_mask(self, name: str, grid: Grid, key: str = ...) -> np.ndarray: ...
+    def roi_mask(self, selector: str, grid: Grid, key: str = ...) -> np.ndarray: ...
 
     def body_mask(self, grid: Grid, threshold_hu: float, key: str = ...) -> np.ndarray: ...
 
 
 class Contours(_Shape):
-    """A structure of the case's RT Structure Set (``dicom.rtstruct``), rasterized."""
+    """A structure of the case's RT Structure Set (``dicom.rtstruct``), rasterized; the ROI is
+    named by ``roi`` or, where two ROIs share a name, by ``roi_number``."""
 
     shape: Literal["contours"]
-    roi: str = Field(description="ROI name in the structure set (case-insensitive)")
+    roi: str | None = Field(None, description="ROI name in the structure set (case-insensitive)")
+    roi_number: NonNegativeInt | None = Field(None, description="ROI Number in the structure set")
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> Contours:
+        if (self.roi is None) == (self.roi_number is None):
+            raise ValueError("name the ROI once: by roi (its name) or by roi_number")
+        return self
+
+    @property
+    def selector(self) -> str:
+        """The ROI as ``ImageSource.roi_mask`` selects it: its name, or ``#N``."""
+        return f"#{self.roi_number}" if self.roi_number is not None else str(self.roi)
+
+    @property
+    def selector_key(self) -> str:
+        return "roi_number" if self.roi_number is not None else "roi"
 
 
 class CTBody(_Shape):
@@ -108,7 +125,7 @@ def build_masks(
             if images is None:
                 raise SeedoptError(f"structures.{name}: a {s.shape} structure needs dicom images")
             m = (
-                images.roi_mask(s.roi, grid, key=f"structures.{name}.roi")
+                images.roi_mask(s.selector, grid, key=f"structures.{name}.{s.selector_key}")
                 if isinstance(s, Contours)
                 else images.body_mask(grid, s.threshold_hu, key=f"structures.{name}")
             )

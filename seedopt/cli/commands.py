@@ -249,7 +249,11 @@ def plan_cmd(
     help="Folder of CT slices (left out: the grid comes from the structures, water).",
 )
 @click.option("--rtstruct", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", required=True, help="The target structure's name (case-insensitive).")
+@click.option(
+    "--target",
+    required=True,
+    help='The target structure: its ROI name (case-insensitive), or "#N" for ROI number N.',
+)
 @click.option("--rx", "rx_gy", required=True, type=float, help="Prescription to D90, Gy.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--spacing-mm", default=2.0, show_default=True, help="Dose grid spacing.")
@@ -281,15 +285,19 @@ def init_case_cmd(
 
 def _read_implant(path: Path) -> tuple[np.ndarray, np.ndarray, int, float | None, str | None]:
     """Seeds from an RT Plan or a CSV: positions (mm), axes, needles, strength (U), model."""
-    try:
-        with path.open("rb") as fh:
-            is_dicom = fh.read(132)[128:132] == b"DICM"
-    except OSError as exc:
-        raise SeedoptError(f"cannot read seeds file {path}: {exc.strerror}") from None
-    if is_dicom:
+    from ..dicom.files import has_preamble
+
+    if has_preamble(path):
         from ..dicom import read_rtplan_seeds
 
         s = read_rtplan_seeds(path)
+        if s.strength_u is None:
+            click.echo(
+                f"seedopt: note: {path.name} gives no source strength (ReferenceAirKermaRate, "
+                "or SourceStrength in AIR_KERMA_RATE units): the config's is used unless "
+                "--strength-u is given",
+                err=True,
+            )
         return s.positions_mm, s.axes, s.n_needles, s.strength_u, s.model_id
     xyz, axes = _read_xyz(path, "seeds")
     if axes is None:
@@ -305,8 +313,8 @@ def _implant_source(spec_source: Source, strength_u: float | None, model_id: str
             model = get_model(model_id)
         except SeedoptError:
             click.echo(
-                f"seeds: source model {model_id!r} is not a consensus model; using the "
-                f"config's {model.model_id}",
+                f"seedopt: note: seeds: source model {model_id!r} is not a consensus model; "
+                f"using the config's {model.model_id}",
                 err=True,
             )
     strength = strength_u if strength_u is not None else spec_source.air_kerma_strength_u
@@ -365,6 +373,12 @@ def evaluate_cmd(
     b = echo_backend(backend)
     implant = evaluate_implant(spec, seeds, axes, n_needles, source, b)
     metrics = implant.metrics
+    if implant.case.skin == implant.case.body:  # no body contour or CT: no skin to measure
+        click.echo(
+            f"seedopt: note: the skin role is the body {implant.case.body!r}: skin metrics are "
+            "unavailable; target and organ metrics are computed",
+            err=True,
+        )
     if pre is not None:
         if pre.target != metrics.target:
             raise SeedoptError(
