@@ -34,7 +34,6 @@ from test_cli import one_line_error, seedopt
 from test_dicom import SAMPLE
 
 from seedopt.backend import select_backend
-from seedopt.case import Case
 from seedopt.dicom import (
     load_ct,
     load_rtstruct,
@@ -44,6 +43,7 @@ from seedopt.dicom import (
 )
 from seedopt.dicom.init_case import init_case
 from seedopt.errors import SeedoptError
+from seedopt.pipeline import load_case
 from seedopt.plan_config import load_plan_spec
 from seedopt.planning import plan_case
 
@@ -560,7 +560,7 @@ def test_init_case_selects_a_shared_name_by_number(twin_gtvs, tmp_path) -> None:
     assert '"GTV (ROI 1)": {shape: contours, roi_number: 1}' in text
     assert 'target: "GTV (ROI 1)"' in text
     spec = load_plan_spec(tmp_path / "c.yaml")
-    case = Case.from_spec(spec)
+    case, _ = load_case(spec)
     ss = load_rtstruct(twin_gtvs)
     tumour = rasterize(ss.roi("#1"), case.grid, 2.5) >= 0.5
     np.testing.assert_array_equal(case.masks["GTV (ROI 1)"], tumour)
