@@ -284,6 +284,8 @@ def plan_case(
     progress: bool = False,
 ) -> Plan:
     """Plan a case end to end on ``backend`` (``progress``: bars on a terminal)."""
+    spec = spec.with_method(method)  # options checked against the method before any work
+    options = spec.optimizer.options_for()
     times: dict[str, float] = {}
     t = time.perf_counter()
     case = Case.from_spec(spec)
@@ -296,10 +298,10 @@ def plan_case(
     problem, cached = build_problem(spec, case, candidates, source, backend, cache_dir)
     times["dose_matrix"] = time.perf_counter() - t
     t = time.perf_counter()
-    optimizer = get_optimizer(method or spec.optimizer.method, progress)
+    optimizer = get_optimizer(spec.optimizer.method, progress)
     try:
         result = optimizer.solve(
-            problem, rng=spec.optimizer.seed if seed is None else seed, **spec.optimizer.options
+            problem, rng=spec.optimizer.seed if seed is None else seed, options=options
         )
     except out_of_memory_errors(backend.xp) as exc:
         raise SeedoptError(

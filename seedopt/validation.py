@@ -57,7 +57,7 @@ def first_error(exc: ValidationError, model: type[BaseModel] | None = None) -> t
     ]
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == NESTED:
-        parts.append(err["ctx"]["key"])
+        parts += [err["ctx"]["key"]] if err["ctx"]["key"] else []
         msg = err["ctx"]["message"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"

@@ -48,9 +48,7 @@ class SeedSettings(BaseModel):
     nogo_margin_mm: NonNegativeLength_mm = Field(
         3.0, description="least distance of a needle path from every nogo structure, mm"
     )
-    max_depth_mm: Length_mm = Field(
-        200.0, description="longest insertion, skin entry to tip, mm"
-    )
+    max_depth_mm: Length_mm = Field(200.0, description="longest insertion, skin entry to tip, mm")
 
 
 class TemplateSpec(SeedSettings):

@@ -18,10 +18,10 @@ from pydantic import (
     model_validator,
 )
 
+from ..config_types import Length_mm, NonNegativeLength_mm, Point_mm
 from ..errors import SeedoptError
 from ..safe_yaml import read_yaml_file
 from ..validation import closest, format_validation_error
-from ..config_types import Length_mm, NonNegativeLength_mm, Point_mm
 from .shapes import Contours, CTBody, ShapeSpec
 
 

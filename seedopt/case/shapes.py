@@ -8,7 +8,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config_types import Length_mm, Point_mm, Real
-
 from ..errors import SeedoptError
 from .grid import Grid
 

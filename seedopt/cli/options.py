@@ -11,6 +11,9 @@ from ..backend import Backend, select_backend
 EXIT_BAD_INPUT = 2
 EXIT_GOALS_MISSED = 3
 
+SEED = click.IntRange(min=0, max=2**63 - 1)
+"""A random seed: a whole number >= 0 (a negative one is refused, as in a config)."""
+
 
 def echo_backend(request: str) -> Backend:
     """The backend ``request`` selects, saying on stderr which one and why."""
@@ -47,5 +50,3 @@ formalism_option = click.option(
     metavar="[2d|1d]",
     help="TG-43U1 2D line source (F(r,theta)) or 1D (phi_an(r)).",
 )
-
-

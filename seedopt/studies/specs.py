@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ..case.config import format_validation_error, read_yaml
 from ..errors import SeedoptError
+from ..optimizer import AnnealOptions, HybridOptions
 from ..plan_config import PlanSpec, load_plan_spec
 
 
@@ -37,12 +38,23 @@ def spec_with(spec: PlanSpec, overrides: dict[str, Any], where: str) -> PlanSpec
         raise SeedoptError(format_validation_error(exc, where)) from None
 
 
+def anneal_options(spec: PlanSpec, **changes: Any) -> AnnealOptions:
+    """The annealing options of ``spec`` (its options under ``anneal``, its annealing stage
+    under ``hybrid``, else anneal's defaults) with ``changes`` on top, validated."""
+    options = spec.optimizer.options_for()
+    if isinstance(options, HybridOptions):
+        options = options.anneal_options
+    if not isinstance(options, AnnealOptions):
+        options = AnnealOptions()
+    return options.replace(**changes) if changes else options
+
+
 def load_variants(path: Path | None) -> dict[str, dict[str, Any]]:
     """Variant name -> overrides, from a YAML mapping; ``{"base": {}}`` without a file."""
     if path is None:
         return {"base": {}}
-    data = read_yaml(Path(path))
-    if not isinstance(data, dict) or not data:
+    data = read_yaml(Path(path), "variants file")
+    if not data:
         raise SeedoptError(f"{path}: variants must be a non-empty mapping name -> overrides")
     for name, overrides in data.items():
         if not isinstance(overrides, dict):
