@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..config_types import MAX_MAGNITUDE, MAX_MM
 from ..errors import SeedoptError
 from ..report import format_comparison, format_report
 from ..sources import DEFAULT_HALF_LIFE_D, Source, get_model, known_models
@@ -241,10 +242,14 @@ def init_case_cmd(
     from ..atomic import atomic_path
     from ..dicom.init_case import format_decisions, init_case
 
-    if not (np.isfinite(rx_gy) and rx_gy > 0):
-        raise SeedoptError(f"--rx must be a positive dose in Gy, got {rx_gy:g}")
-    if not (spacing_mm > 0 and margin_mm >= 0):
-        raise SeedoptError("--spacing-mm must be > 0 and --margin-mm >= 0")
+    if not (np.isfinite(rx_gy) and 0 < rx_gy <= MAX_MAGNITUDE):
+        raise SeedoptError(
+            f"--rx must be a positive dose in Gy (at most {MAX_MAGNITUDE:g}), got {rx_gy:g}"
+        )
+    if not (0.01 <= spacing_mm <= MAX_MM and 0 <= margin_mm <= MAX_MM):
+        raise SeedoptError(
+            f"--spacing-mm must be in [0.01, {MAX_MM:g}] mm and --margin-mm in [0, {MAX_MM:g}] mm"
+        )
     text, decisions = init_case(rtstruct, target, rx_gy, out, ct, spacing_mm, margin_mm)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
