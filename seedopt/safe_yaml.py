@@ -30,8 +30,8 @@ class _Refused(Exception):
     """A document refused by the checks above (message without the file name)."""
 
 
-class _CheckedLoader(yaml.SafeLoader):
-    """``SafeLoader`` that refuses repeated keys."""
+class _CheckedLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """``SafeLoader`` (LibYAML's parser where installed) that refuses repeated keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
