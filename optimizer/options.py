@@ -4,6 +4,7 @@ a config is validated against the chosen method's model when the config is loade
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -46,10 +47,12 @@ def parse_options(
 
 
 def describe_options(model: type[OptimizerOptions]) -> list[tuple[str, str, str]]:
-    """(name, default, description) of every option of ``model``, for documentation."""
+    """(name, default as YAML writes it, description) of every option of ``model``, for
+    documentation."""
     rows = []
     for name, field in model.model_fields.items():
         default = field.get_default(call_default_factory=True)
         shown = default.model_dump() if isinstance(default, BaseModel) else default
-        rows.append((name, repr(shown), field.description or ""))
+        text = shown if isinstance(shown, str) else json.dumps(shown)
+        rows.append((name, text, field.description or ""))
     return rows

@@ -47,7 +47,13 @@ def numeric_leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...
         return []
     if isinstance(node, int | float):
         return [path]
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else []
+    )
     return [p for k, v in items for p in numeric_leaves(v, (*path, k))]
 
 
@@ -145,7 +151,9 @@ def test_text_that_is_not_utf8_is_refused_naming_the_byte(tmp_path: Path) -> Non
     path.write_bytes(text.encode("latin-1"))
     offset = text.index("\xe9")
     message = refusal(path)
-    assert f"latin1.yaml: not UTF-8 text (byte 0xe9 at offset {offset}); save it as UTF-8" in message
+    assert (
+        f"latin1.yaml: not UTF-8 text (byte 0xe9 at offset {offset}); save it as UTF-8" in message
+    )
 
 
 def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
