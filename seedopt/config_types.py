@@ -66,8 +66,10 @@ Whole = Annotated[int, BeforeValidator(_not_bool)]
 Count = Annotated[Whole, Field(ge=1, le=MAX_COUNT)]
 """A whole number in [1, 1e9]."""
 NonNegativeCount = Annotated[Whole, Field(ge=0, le=MAX_COUNT)]
-Seed = Annotated[Whole, Field(ge=0, le=2**63 - 1)]
-"""A random seed: a whole number >= 0."""
+MAX_SEED = 2**32 - 1
+"""Largest random seed (Optuna's samplers take no more)."""
+Seed = Annotated[Whole, Field(ge=0, le=MAX_SEED)]
+"""A random seed: a whole number from 0 to ``MAX_SEED``."""
 
 Flag = StrictBool
 """true or false (not 1, 0 or a word)."""

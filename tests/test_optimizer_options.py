@@ -298,7 +298,7 @@ def test_a_negative_seed_is_refused(tmp_path: Path, command: list[str]) -> None:
     path = write(tmp_path, config("anneal", {}))
     args = [str(path) if a == "CONFIG" else a for a in command]
     one_line_error(
-        seedopt(*args, "--seed", "-1"), r"Invalid value for '--seed': -1 is not in the range 0<=x"
+        seedopt(*args, "--seed", "-1"), r"Invalid value for '--seed': -1: a seed is a whole number from 0 to 4294967295"
     )
 
 

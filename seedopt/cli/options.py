@@ -7,12 +7,30 @@ from pathlib import Path
 import click
 
 from ..backend import Backend, select_backend
+from ..config_types import MAX_SEED
 
 EXIT_BAD_INPUT = 2
 EXIT_GOALS_MISSED = 3
 
-SEED = click.IntRange(min=0, max=2**63 - 1)
-"""A random seed: a whole number >= 0 (a negative one is refused, as in a config)."""
+
+class SeedType(click.ParamType):
+    """A random seed: a whole number from 0 to ``MAX_SEED``, as ``optimizer.seed``."""
+
+    name = "seed"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        try:
+            seed: int | None = int(str(value), 10)
+        except ValueError:
+            seed = None
+        if seed is None or not 0 <= seed <= MAX_SEED:
+            self.fail(f"{value}: a seed is a whole number from 0 to {MAX_SEED}", param, ctx)
+        return seed
+
+
+SEED = SeedType()
 
 
 def echo_backend(request: str) -> Backend:
