@@ -44,27 +44,28 @@ class AnnealOptions(OptimizerOptions):
     """Options of ``anneal`` (and of the annealing stage of ``hybrid``, escalate and tune)."""
 
     chains: Annotated[Whole, Field(ge=1)] = Field(
-        32, description="independent chains run together (bounded by the memory check)"
+        default=32, description="independent chains run together (bounded by the memory check)"
     )
-    iterations: Count = Field(8000, description="moves per chain")
+    iterations: Count = Field(default=8000, description="moves per chain")
     t0: PositiveReal = Field(
-        100.0,
+        default=100.0,
         description="first temperature, objective units; 100 (about 5 % of hard-limit "
         "excess) lets chains cross the barriers whole seeds make in small problems",
     )
     t_end: PositiveReal = Field(
-        1e-3, description="last temperature (geometric schedule from t0), at most t0"
+        default=1e-3, description="last temperature (geometric schedule from t0), at most t0"
     )
     p_shift: Fraction = Field(
-        0.2, description="probability that a move shifts a loaded seed along its needle"
+        default=0.2, description="probability that a move shifts a loaded seed along its needle"
     )
     p_swap: Fraction = Field(
-        0.2,
+        default=0.2,
         description="probability that a move takes a loaded seed to a free candidate of a "
         "needle in use; p_shift + p_swap <= 1 (the rest are single flips)",
     )
     use_kernels: Flag | None = Field(
-        None, description="false runs the pure-array dose updates on the GPU too (for tests)"
+        default=None,
+        description="false runs the pure-array dose updates on the GPU too (for tests)",
     )
 
     @model_validator(mode="after")

@@ -157,15 +157,15 @@ class ClinicalOptions(OptimizerOptions):
     """Options of ``clinical``."""
 
     scaling: Literal["count", "strength"] = Field(
-        "count",
+        default="count",
         description='"count" (the config\'s strength, fewest seeds in rule order) or '
         '"strength" (the rule pattern, seed strength scaled to D90 = Rx)',
     )
     needle_spacing_mm: Length_mm = Field(
-        10.0, description="freehand needle spacing, mm (a template uses every other hole)"
+        default=10.0, description="freehand needle spacing, mm (a template uses every other hole)"
     )
     peripheral_depth_mm: NonNegativeLength_mm = Field(
-        5.0, description="seeds this close to the target surface are loaded every 5 mm"
+        default=5.0, description="seeds this close to the target surface are loaded every 5 mm"
     )
 
 

@@ -24,9 +24,9 @@ from .registry import BaseOptimizer, register
 class HybridOptions(OptimizerOptions):
     """Options of ``hybrid``: one set for each stage."""
 
-    lp_options: LPOptions = Field(default_factory=LPOptions, description="options of ``lp``")
+    lp_options: LPOptions = Field(default=LPOptions(), description="options of ``lp``")
     anneal_options: AnnealOptions = Field(
-        default_factory=AnnealOptions,
+        default=AnnealOptions(),
         description="options of ``anneal`` for both runs (the warm start is the LP loading). "
         "A cold-start temperature is kept on purpose: with t0 = 0.1 the chains stayed in the "
         "LP loading's basin on small test problems",

@@ -30,15 +30,18 @@ from .registry import BaseOptimizer, register, to_host
 class LPOptions(OptimizerOptions):
     """Options of ``lp`` (and of the LP stage of ``hybrid``)."""
 
-    time_limit_s: PositiveReal = Field(30.0, description="wall-time limit of the LP solve, s")
+    time_limit_s: PositiveReal = Field(
+        default=30.0, description="wall-time limit of the LP solve, s"
+    )
     max_points: Count = Field(
-        2000, description="at most this many target rows in the LP (evenly spaced sample)"
+        default=2000, description="at most this many target rows in the LP (evenly spaced sample)"
     )
     repair_steps: NonNegativeCount | None = Field(
-        None, description="most greedy flips after rounding (default: the number of candidates)"
+        default=None,
+        description="most greedy flips after rounding (default: the number of candidates)",
     )
     repair_time_s: NonNegativeReal = Field(
-        20.0, description="no repair step starts after this many seconds"
+        default=20.0, description="no repair step starts after this many seconds"
     )
 
 

@@ -270,24 +270,24 @@ class MILPOptions(OptimizerOptions):
     """Options of ``milp``."""
 
     formulation: Literal["penalty", "exact"] = Field(
-        "penalty",
+        default="penalty",
         description='"penalty" (surrogate, scales to large cases) or "exact" (its objective is '
         "``objective`` on the model's target rows; binaries per row, small cases)",
     )
     time_limit_s: PositiveReal = Field(
-        30.0, description="wall-time limit of the LP relaxation and the MILP together, s"
+        default=30.0, description="wall-time limit of the LP relaxation and the MILP together, s"
     )
-    mip_rel_gap: Fraction = Field(1e-4, description="relative gap at which HiGHS stops")
+    mip_rel_gap: Fraction = Field(default=1e-4, description="relative gap at which HiGHS stops")
     node_limit: Count | None = Field(
-        None,
+        default=None,
         description="at most this many branch-and-bound nodes (None: no limit); unlike the "
         "time limit it stops the search at the same point on every run and machine",
     )
     max_points: Count = Field(
-        2000, description="at most this many target rows (evenly spaced sample)"
+        default=2000, description="at most this many target rows (evenly spaced sample)"
     )
     require_d90: Flag = Field(
-        False, description="D90 >= Rx on the model's target rows as a hard constraint"
+        default=False, description="D90 >= Rx on the model's target rows as a hard constraint"
     )
 
 

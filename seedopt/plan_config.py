@@ -93,8 +93,8 @@ class OptimizerSpec(_Strict):
     """The method by name, its random seed and its options, validated against the method's
     options model (``optimizer/options.py``) when the config is loaded."""
 
-    method: str = Field(DEFAULT_OPTIMIZER, description="a registered optimizer")
-    seed: Seed = Field(0, description="random seed, a whole number >= 0")
+    method: str = Field(default=DEFAULT_OPTIMIZER, description="a registered optimizer")
+    seed: Seed = Field(default=0, description="random seed, a whole number >= 0")
     options: dict[str, Any] = Field(
         default_factory=dict, description="options of the method (its Options model)"
     )

@@ -13,11 +13,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
-from test_cli import one_line_error, seedopt
-from test_planning import SMALL
-
-from seedopt.errors import SeedoptError
+from pydantic import BaseModel, ValidationError
 from seedopt.optimizer import (
     OPTIMIZERS,
     AnnealOptions,
@@ -27,6 +23,10 @@ from seedopt.optimizer import (
 )
 from seedopt.optimizer.options import describe_options
 from seedopt.optimizer.synthetic import synthetic_problem
+from test_cli import one_line_error, seedopt
+from test_planning import SMALL
+
+from seedopt.errors import SeedoptError
 from seedopt.plan_config import PlanSpec, load_plan_spec
 from seedopt.studies import make_tasks
 from seedopt.studies.specs import anneal_options
@@ -152,8 +152,8 @@ def test_bad_options_are_refused_at_load_naming_the_key(tmp_path, method, option
 def test_an_unknown_method_is_refused_at_load_naming_the_known_ones(tmp_path: Path) -> None:
     message = load_error(tmp_path, config("simplex", {}))
     assert (
-        "optimizer.method: unknown optimizer 'simplex'; choose one of anneal, clinical, hybrid, lp, milp"
-        in message
+        "optimizer.method: unknown optimizer 'simplex'; "
+        "choose one of anneal, clinical, hybrid, lp, milp" in message
     )
 
 
@@ -298,7 +298,8 @@ def test_a_negative_seed_is_refused(tmp_path: Path, command: list[str]) -> None:
     path = write(tmp_path, config("anneal", {}))
     args = [str(path) if a == "CONFIG" else a for a in command]
     one_line_error(
-        seedopt(*args, "--seed", "-1"), r"Invalid value for '--seed': -1: a seed is a whole number from 0 to 4294967295"
+        seedopt(*args, "--seed", "-1"),
+        r"Invalid value for '--seed': -1: a seed is a whole number from 0 to 4294967295",
     )
 
 
@@ -312,5 +313,5 @@ def test_planning_docs_list_every_option_with_its_default() -> None:
         block = section[section.index(f"#### `{name}`") :]
         block = block[: block.find("\n#### ", 1)]
         for option, default, _ in describe_options(cls.Options):
-            nested = cls.Options.model_fields[option].default_factory is not None
+            nested = isinstance(cls.Options.model_fields[option].default, BaseModel)
             assert f"| `{option}` |{'' if nested else f' `{default}` |'}" in block, (name, option)
