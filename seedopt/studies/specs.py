@@ -37,7 +37,7 @@ def spec_with(spec: PlanSpec, overrides: dict[str, Any], where: str) -> PlanSpec
     try:
         return PlanSpec.model_validate(data)
     except ValidationError as exc:
-        raise SeedoptError(format_validation_error(exc, where)) from None
+        raise SeedoptError(format_validation_error(exc, where, PlanSpec)) from None
 
 
 def anneal_options(spec: PlanSpec, **changes: Any) -> AnnealOptions:
