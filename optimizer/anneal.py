@@ -320,7 +320,7 @@ class SimulatedAnnealingOptimizer(BaseOptimizer[AnnealOptions]):
         if levels.size == 0 or not np.all(np.isfinite(levels) & (levels > 0)):
             raise SeedoptError("a sweep needs one or more positive, finite prescriptions (Gy)")
         if isinstance(chains_per_level, bool) or not (
-            isinstance(chains_per_level, int) and chains_per_level >= 1
+            isinstance(chains_per_level, int | np.integer) and chains_per_level >= 1
         ):
             raise SeedoptError(
                 f"chains_per_level must be a whole number >= 1, not {chains_per_level!r}"

@@ -230,6 +230,21 @@ def test_a_model_instance_and_its_fields_give_the_same_plan() -> None:
     assert a.x.tolist() == b.x.tolist() == c.x.tolist() and a.fun == b.fun == c.fun
 
 
+@pytest.mark.parametrize(
+    ("levels", "chains_per_level", "pattern"),
+    [
+        ([120.0], 0, "chains_per_level must be a whole number >= 1, not 0"),
+        ([120.0], True, "chains_per_level must be a whole number >= 1, not True"),
+        ([120.0, float("nan")], 2, "positive, finite prescriptions"),
+        ([], 2, "positive, finite prescriptions"),
+    ],
+)
+def test_a_sweep_refuses_bad_levels_and_chain_counts(levels, chains_per_level, pattern) -> None:
+    annealer = get_optimizer("anneal")
+    with pytest.raises(SeedoptError, match=re.escape(pattern)):
+        annealer.sweep(synthetic_problem(0), levels, 0, chains_per_level=chains_per_level)
+
+
 def test_replace_validates_unlike_model_copy() -> None:
     with pytest.raises(SeedoptError, match=r"iterations: .*greater than or equal to 1"):
         AnnealOptions().replace(iterations=0)
