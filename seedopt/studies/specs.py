@@ -104,8 +104,7 @@ def parse_levels(text: str, what: str) -> np.ndarray:
     if not all(math.isfinite(v) and 0 < v <= MAX_MAGNITUDE for v in parts):
         which = "start, stop and step" if ":" in text else "every level"
         raise SeedoptError(
-            f"{what} {text!r}: {which} must be positive, finite numbers "
-            f"(at most {MAX_MAGNITUDE:g})"
+            f"{what} {text!r}: {which} must be positive, finite numbers (at most {MAX_MAGNITUDE:g})"
         )
     if ":" not in text:
         levels = np.array(parts)
