@@ -125,13 +125,15 @@ def plan_case(
     progress: bool = False,
 ) -> Plan:
     """Plan a case end to end on ``backend`` (``progress``: bars on a terminal)."""
+    spec = spec.with_method(method)  # options checked against the method before any work
+    options = spec.optimizer.options_for()
     prepared = prepare(spec, backend, cache_dir)
     problem = prepared.problem
     t = time.perf_counter()
-    optimizer = get_optimizer(method or spec.optimizer.method, progress)
+    optimizer = get_optimizer(spec.optimizer.method, progress)
     try:
         result = optimizer.solve(
-            problem, rng=spec.optimizer.seed if seed is None else seed, **spec.optimizer.options
+            problem, rng=spec.optimizer.seed if seed is None else seed, options=options
         )
     except out_of_memory_errors(backend.xp) as exc:
         raise SeedoptError(

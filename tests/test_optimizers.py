@@ -86,7 +86,7 @@ def test_registry_lookup_default_and_register_decorator() -> None:
 
     @register("test-empty")
     class Empty(BaseOptimizer):
-        def solve(self, problem, rng=None, **options):  # type: ignore[no-untyped-def]
+        def run(self, problem, rng, options):  # type: ignore[no-untyped-def]
             raise NotImplementedError
 
     try:

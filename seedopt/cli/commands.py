@@ -9,11 +9,14 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..config_types import MAX_MAGNITUDE, MAX_MM
 from ..errors import SeedoptError
 from ..report import format_comparison, format_report
 from ..sources import DEFAULT_HALF_LIFE_D, Source, get_model, known_models
+from ..tables import read_point_table
 from .options import (
     EXIT_GOALS_MISSED,
+    SEED,
     backend_option,
     cache_folder,
     cache_option,
@@ -68,35 +71,6 @@ def _source(
     return Source.from_activity(m, activity_mci, half_life_d)
 
 
-def _read_xyz(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """x_mm,y_mm,z_mm[,ux,uy,uz] columns from a CSV with a header."""
-    import csv
-
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise SeedoptError(f"cannot read {what} file {path}: {exc.strerror}") from None
-    if not rows:
-        raise SeedoptError(f"{what} file {path} has no rows")
-    cols = set(rows[0])
-    need = {"x_mm", "y_mm", "z_mm"}
-    if not need <= cols:
-        raise SeedoptError(
-            f"{what} file {path} needs columns x_mm,y_mm,z_mm (found {','.join(rows[0])})"
-        )
-
-    def column(names: list[str]) -> np.ndarray:
-        try:
-            return np.array([[float(r[c]) for c in names] for r in rows])
-        except (TypeError, ValueError) as exc:
-            raise SeedoptError(f"{what} file {path}: not a number ({exc})") from None
-
-    xyz = column(["x_mm", "y_mm", "z_mm"])
-    axes = column(["ux", "uy", "uz"]) if {"ux", "uy", "uz"} <= cols else None
-    return xyz, axes
-
-
 @click.command("dose")
 @click.option("--model", required=True, help="Source model id or alias (see `seedopt sources`).")
 @click.option("--strength-u", type=float, help="Air-kerma strength per seed, U.")
@@ -138,8 +112,9 @@ def dose_cmd(
     from ..dose import dose_at_points
 
     source = _source(model, strength_u, activity_mci, half_life_d)
-    seeds, axes = _read_xyz(seeds_path, "seeds")
-    points, _ = _read_xyz(points_path, "points")
+    seed_table = read_point_table(seeds_path, "seeds", directions=True)
+    seeds, axes = seed_table.xyz_mm, seed_table.directions
+    points = read_point_table(points_path, "points").xyz_mm
     if days is not None and not (np.isfinite(days) and days >= 0):
         raise SeedoptError(f"--days must be >= 0, got {days}")
     values = dose_at_points(
@@ -210,7 +185,7 @@ def commission_cmd(out: Path, backend: str) -> None:
     help="Folder for plan.json, metrics.json, dose.h5 and figures.",
 )
 @click.option("--method", help="Optimizer (default: the config's, else hybrid).")
-@click.option("--seed", type=int, help="Random seed (default: the config's, else 0).")
+@click.option("--seed", type=SEED, help="Random seed >= 0 (default: the config's, else 0).")
 @cache_option
 @click.option("--no-cache", is_flag=True, help="Compute the dose matrix without the cache.")
 @backend_option
@@ -228,7 +203,7 @@ def plan_cmd(
     from ..plan_config import load_plan_spec
     from ..planning import plan_case
 
-    spec = load_plan_spec(config)
+    spec = load_plan_spec(config).with_method(method, f"--method {method}")
     b = echo_backend(backend)
     cache_dir = None if no_cache else cache_folder(cache)
     click.echo(f"planning {spec.name} ({spec.description})", err=True)
@@ -271,10 +246,14 @@ def init_case_cmd(
     from ..atomic import atomic_path
     from ..dicom.init_case import format_decisions, init_case
 
-    if not (np.isfinite(rx_gy) and rx_gy > 0):
-        raise SeedoptError(f"--rx must be a positive dose in Gy, got {rx_gy:g}")
-    if not (spacing_mm > 0 and margin_mm >= 0):
-        raise SeedoptError("--spacing-mm must be > 0 and --margin-mm >= 0")
+    if not (np.isfinite(rx_gy) and 0 < rx_gy <= MAX_MAGNITUDE):
+        raise SeedoptError(
+            f"--rx must be a positive dose in Gy (at most {MAX_MAGNITUDE:g}), got {rx_gy:g}"
+        )
+    if not (0.01 <= spacing_mm <= MAX_MM and 0 <= margin_mm <= MAX_MM):
+        raise SeedoptError(
+            f"--spacing-mm must be in [0.01, {MAX_MM:g}] mm and --margin-mm in [0, {MAX_MM:g}] mm"
+        )
     text, decisions = init_case(rtstruct, target, rx_gy, out, ct, spacing_mm, margin_mm)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
@@ -299,10 +278,11 @@ def _read_implant(path: Path) -> tuple[np.ndarray, np.ndarray, int, float | None
                 err=True,
             )
         return s.positions_mm, s.axes, s.n_needles, s.strength_u, s.model_id
-    xyz, axes = _read_xyz(path, "seeds")
+    table = read_point_table(path, "seeds", directions=True)
+    axes = table.directions
     if axes is None:
-        axes = np.tile([0.0, 0.0, 1.0], (len(xyz), 1))
-    return xyz, axes, 0, None, None
+        axes = np.tile([0.0, 0.0, 1.0], (len(table.xyz_mm), 1))
+    return table.xyz_mm, axes, 0, None, None
 
 
 def _implant_source(spec_source: Source, strength_u: float | None, model_id: str | None) -> Source:

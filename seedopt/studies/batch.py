@@ -90,6 +90,7 @@ def make_tasks(
             for method in methods or (None,):
                 s = vspec.optimizer.seed if seed is None else seed
                 m = method or vspec.optimizer.method
+                vspec.with_method(m, f"{path}: variant {vname}: --method {m}")  # before any run
                 key = _key(spec.name, vname, *([m] if len(methods) > 1 else []))
                 tasks.append(
                     Task(

@@ -22,9 +22,8 @@ from ..atomic import atomic_path
 from ..backend import Backend
 from ..plan_config import PlanSpec
 from ..plan_metrics import PlanMetrics
-from .specs import spec_with
+from .specs import anneal_options, spec_with
 
-ANNEAL_OPTIONS = ("iterations", "t0", "t_end", "p_shift", "p_swap")
 TARGET_COLUMNS = ("D90_gy", "V100_pct", "V150_pct", "V200_pct")
 ORGAN_METRICS = ("D0.1cc_gy", "D2cc_gy")
 
@@ -49,7 +48,8 @@ def escalate(
     D90_gy, V100_pct, V150_pct, V200_pct, ``<organ>_D0.1cc_gy`` and ``<organ>_D2cc_gy`` of
     every structure but the target and body, n_needles, n_seeds, total_strength_u,
     goals_met, n_goals_missed, objective. Annealing options come from the config's
-    ``optimizer.options`` (iterations, t0, t_end, p_shift, p_swap), ``iterations`` overrides.
+    ``optimizer.options`` (``specs.anneal_options``; chains are ``chains_per_level`` per
+    level), ``iterations`` overrides.
     """
     import pandas as pd
 
@@ -59,9 +59,7 @@ def escalate(
 
     base = None  # the first pitch's prepared case: later pitches reuse its case and images
     base_strength = spec.source.build().air_kerma_strength_u
-    options = {k: v for k, v in spec.optimizer.options.items() if k in ANNEAL_OPTIONS}
-    if iterations is not None:
-        options["iterations"] = iterations
+    options = anneal_options(spec, **({} if iterations is None else {"iterations": iterations}))
     rng = spec.optimizer.seed if seed is None else seed
     annealer = get_optimizer("anneal", progress)
     rows = []
@@ -93,7 +91,7 @@ def escalate(
                 max_needles=cspec.goals.max_needles,
             )
             results = annealer.sweep(
-                cproblem, rx_levels, rng, chains_per_level=chains_per_level, **options
+                cproblem, rx_levels, rng, options, chains_per_level=chains_per_level
             )
             for rx, result in zip(rx_levels, results, strict=True):
                 lspec = cspec.model_copy(update={"prescription_gy": float(rx)})

@@ -30,6 +30,7 @@ from ..backend import Backend
 from ..errors import SeedoptError
 from ..optimizer import PlanProblem
 from ..plan_config import PlanSpec
+from .specs import anneal_options
 
 OBJECTIVES = ("plan", "pareto")
 
@@ -40,11 +41,6 @@ def _problems(
     from ..pipeline import prepare
 
     return [(spec, prepare(spec, backend, cache_dir).problem) for spec in specs]
-
-
-def _anneal_options(spec: PlanSpec, **override: Any) -> dict[str, Any]:
-    keep = ("chains", "iterations", "t0", "t_end", "p_shift", "p_swap")
-    return {**{k: v for k, v in spec.optimizer.options.items() if k in keep}, **override}
 
 
 def coverage_and_organ_pct(problem: PlanProblem, x: np.ndarray) -> tuple[float, float]:
@@ -117,7 +113,7 @@ def tune(
             "chains": trial.suggest_int("chains", 4, 64, log=True),
         }
         values = [
-            annealer.solve(problem, seed, **_anneal_options(spec, **params)).fun
+            annealer.solve(problem, seed, anneal_options(spec, **params)).fun
             for spec, problem in problems
         ]
         return float(np.mean(values))
@@ -133,7 +129,7 @@ def tune(
                 per_seed=trial.suggest_float("per_seed", 0.0, 0.5),
             )
             weighted = dataclasses.replace(problem, soft=w)
-            result = annealer.solve(weighted, seed, **_anneal_options(spec))
+            result = annealer.solve(weighted, seed, anneal_options(spec))
             scored.append(coverage_and_organ_pct(problem, result.x))
         coverage, organ = np.mean(scored, axis=0)
         return float(coverage), float(organ)
