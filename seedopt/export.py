@@ -101,7 +101,7 @@ def write_outputs(plan: Plan, out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "plan.json", plan_document(plan))
-    write_json(out / "metrics.json", plan.metrics)
+    write_json(out / "metrics.json", plan.metrics.to_json())
     write_dose_h5(out / "dose.h5", plan)
     dvh_figure(plan, out / "dvh.png")
     slice_figure(plan, out / "slices.png")

@@ -100,9 +100,9 @@ def make_tasks(
     save_dose: bool = False,
 ) -> list[Task]:
     """Every (case, variant, method) of a batch as a validated ``PlanSpec`` (the variant,
-    the method and ``seed`` applied), before anything runs. Every problem found (a config that does
-    not load, a bad override, an unknown method or options the config model refuses, two
-    tasks with one key) is reported at once, in one error."""
+    the method and ``seed`` applied), before anything runs. Every problem found (a config
+    that does not load, a bad override, an unknown method, options the method's model
+    refuses, two tasks with one key) is reported at once, in one error."""
     from ..optimizer import get_optimizer
 
     if not configs:
@@ -132,15 +132,10 @@ def make_tasks(
                 problems.append(str(exc))
                 continue
             for m in methods or (vspec.optimizer.method,):
-                if not methods:  # the config's method (--method names are checked above)
-                    try:
-                        get_optimizer(m)
-                    except SeedoptError as exc:
-                        problems.append(f"{where}: optimizer.method: {exc}")
-                        continue
-                run = {"method": m} if seed is None else {"method": m, "seed": seed}
-                try:
-                    mspec = spec_with(vspec, {"optimizer": run}, f"{where}, method {m}")
+                try:  # the method's options validated against its model
+                    mspec = vspec.with_method(m, f"{where}, method {m}")
+                    if seed is not None:
+                        mspec = spec_with(mspec, {"optimizer": {"seed": seed}}, f"{where}, --seed")
                 except SeedoptError as exc:
                     problems.append(str(exc))
                     continue
@@ -220,7 +215,6 @@ def plan_task(task: Task, backend_request: str, cache_dir: str | None) -> dict[s
     """Run one task (in a Ray worker): its record (``attrs``, ``arrays``) and its log text.
     Never raises for a bad case: the error goes into the record."""
     from ..backend import select_backend
-    from ..export import _clean
     from ..planning import plan_case
     from ..report import format_report
 
@@ -243,14 +237,13 @@ def plan_task(task: Task, backend_request: str, cache_dir: str | None) -> dict[s
             cache_dir=Path(cache_dir) if cache_dir else None,
         )
         plan_s = time.perf_counter() - t
-        missed = sum(not g["met"] for g in plan.metrics["goals"])
         attrs.update(
             status="ok",
             error="",
-            goals_met=int(missed == 0),
-            n_goals_missed=missed,
+            goals_met=int(plan.metrics.goals_met),
+            n_goals_missed=plan.metrics.n_goals_missed,
             plan_s=plan_s,
-            metrics_json=json.dumps(_clean(plan.metrics)),
+            metrics_json=json.dumps(plan.metrics.to_json()),
         )
         arrays = {
             "seeds_mm": plan.seeds_mm,
