@@ -2,10 +2,11 @@
 second node, one CPU each), the second node killed mid-batch: every case ends exactly once,
 nothing corrupt in results.h5.
 
-Opt-in (about a minute, most of it starting Ray): ``pytest -m cluster tests/test_ray_cluster.py``.
-Skipped without the ``ray`` command. The nodes get their own ports and temporary folders,
-and are stopped (their processes found by those folders) however the test ends; ``ray stop``
-is never run, since it would stop every Ray of this user on the machine.
+Opt-in (25-50 s on two cores, a third of it starting Ray):
+``pytest -m cluster tests/test_ray_cluster.py``. Skipped without the ``ray`` command. The
+nodes get their own ports and temporary folders, and are stopped (their processes found by
+those folders) however the test ends; ``ray stop`` is never run, since it would stop every
+Ray of this user on the machine.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"
 @pytest.fixture(autouse=True)
 def opted_in(request: pytest.FixtureRequest) -> None:
     if "cluster" not in (request.config.option.markexpr or ""):
-        pytest.skip("opt-in, about a minute: pytest -m cluster tests/test_ray_cluster.py")
+        pytest.skip("opt-in, 25-50 s: pytest -m cluster tests/test_ray_cluster.py")
     if not Path(RAY).exists():
         pytest.skip("the ray command is not installed")
 
