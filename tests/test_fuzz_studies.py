@@ -150,7 +150,7 @@ def test_each_task_holds_its_validated_spec_with_method_and_seed_applied(tmp_pat
 def test_bad_methods_are_one_line(tmp_path: Path, capsys, methods, pattern) -> None:
     config = tiny_config(tmp_path, "a")
     err = cli_error(["batch", str(config), *methods, "--out", str(tmp_path / "r.h5")], capsys)
-    assert pattern in err
+    assert err.startswith(f"{ERROR}{pattern}")  # said once, not once per task
 
 
 def test_a_folder_as_out_is_one_line(tmp_path: Path, capsys) -> None:

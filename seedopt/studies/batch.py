@@ -112,11 +112,13 @@ def make_tasks(
         raise SeedoptError(f"--method {', '.join(twice)} given more than once")
     variants = load_variants(variants_path)
     problems: list[str] = []
-    for m in methods:
+    unknown = set()
+    for m in methods:  # once here, not once per task
         try:
             get_optimizer(m)
         except SeedoptError as exc:
             problems.append(f"--method {m}: {exc}")
+            unknown.add(m)
     tasks = []
     for path in map(Path, configs):
         try:
@@ -132,6 +134,8 @@ def make_tasks(
                 problems.append(str(exc))
                 continue
             for m in methods or (vspec.optimizer.method,):
+                if m in unknown:
+                    continue
                 try:  # the method's options validated against its model
                     mspec = vspec.with_method(m, f"{where}, method {m}")
                     if seed is not None:
