@@ -140,6 +140,22 @@ def test_each_task_holds_its_validated_spec_with_method_and_seed_applied(tmp_pat
     assert tasks[0].digest != tasks[1].digest
 
 
+def test_options_meant_for_another_method_are_refused_before_any_task(
+    tmp_path: Path, capsys
+) -> None:
+    config = tiny_config(tmp_path, "a")  # annealing options: chains, iterations
+    variants = tmp_path / "variants.yaml"
+    variants.write_text(
+        yaml.safe_dump({"ok": {}, "nochains": {"optimizer": {"options": {"chains": 0}}}})
+    )
+    out = tmp_path / "r.h5"
+    args = ["batch", str(config), "--variants", str(variants), "--out", str(out)]
+    err = cli_error([*args, "--method", "anneal", "--method", "lp"], capsys)
+    assert f"{config}, variant ok ({variants}), method lp: optimizer.options.chains: unknown" in err
+    assert f"{config}, variant nochains ({variants}): optimizer.options.chains:" in err
+    assert not list(tmp_path.glob("r.h5*"))
+
+
 @pytest.mark.parametrize(
     ("methods", "pattern"),
     [
