@@ -78,7 +78,8 @@ def _write_group(g: Any, record: dict[str, Any]) -> None:
 
 def read_part(parts: Path, key: str, digest: str) -> dict[str, Any] | None:
     """The record of a finished task whose inputs had ``digest``, or None (no part, a part
-    of other inputs, or one that does not open)."""
+    of other inputs, or a damaged one: it does not open, its metrics do not read back, or
+    its seed arrays disagree; such a task is planned again)."""
     import h5py
 
     path = part_path(parts, key)
@@ -89,11 +90,20 @@ def read_part(parts: Path, key: str, digest: str) -> dict[str, Any] | None:
             g = f[f"tasks/{key}"]
             attrs = {k: _plain(v) for k, v in g.attrs.items()}
             arrays = {k: np.asarray(g[k]) for k in g if k in ARRAYS}
-    except (OSError, KeyError):
+        if attrs.get("digest") != digest or attrs.get("key") != key:
+            return None
+        summary_row(attrs)  # its metrics read back
+    except (OSError, KeyError, ValueError, SeedoptError):
         return None
-    if attrs.get("digest") != digest:
+    if attrs.get("status") == "ok" and not _seeds_agree(arrays):
         return None
     return {"attrs": attrs, "arrays": arrays}
+
+
+def _seeds_agree(arrays: dict[str, np.ndarray]) -> bool:
+    """An ok task's seeds: centres and axes (n, 3), n loaded indices."""
+    n = len(arrays.get("loaded_index", ()))
+    return all(arrays.get(k, np.empty(0)).shape == (n, 3) for k in ("seeds_mm", "seed_axes"))
 
 
 def _plain(value: Any) -> Any:
