@@ -218,6 +218,12 @@ def test_an_unreachable_cluster_fails_within_the_connect_timeout(
     assert "WARNING" not in r.stderr and "rpc_client" not in r.stderr  # Ray's noise stays out
 
 
+def test_workers_with_an_address_is_refused(tmp_path: Path, capsys) -> None:
+    config = tiny_config(tmp_path, "a")
+    args = ["batch", str(config), "--out", str(tmp_path / "r.h5"), "--address", "h:1"]
+    assert "--workers sizes the local Ray" in cli_error([*args, "--workers", "2"], capsys)
+
+
 def test_connect_timeout_must_be_positive(tmp_path: Path, capsys) -> None:
     config = tiny_config(tmp_path, "a")
     args = ["batch", str(config), "--out", str(tmp_path / "r.h5"), "--connect-timeout-s", "0"]

@@ -68,6 +68,10 @@ def batch_cmd(
 
     if backend not in ("auto", "cpu", "gpu"):
         raise click.BadParameter(f"unknown backend {backend!r}", param_hint="--backend")
+    if address and workers:
+        raise click.UsageError(
+            "--workers sizes the local Ray; with --address the cluster's CPUs plan"
+        )
     tasks = make_tasks(list(configs), variants, methods, seed, save_dose)
     summary = run_batch(
         tasks,
