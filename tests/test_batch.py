@@ -20,18 +20,21 @@ from seedopt.cli import main
 from seedopt.plan_config import load_plan_spec
 from seedopt.planning import plan_case
 from seedopt.studies import make_tasks, read_summary, run_batch
-from seedopt.studies.ray_session import sessions_root
-from seedopt.studies.ray_watchdog import running, session_processes
+from seedopt.studies.ray_session import new_session_folder, sessions_root
+from seedopt.studies.ray_watchdog import end_session, running, session_processes
 
 ray = pytest.importorskip("ray")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    """One local Ray with two CPUs for the whole module (the batch joins it)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    """One local Ray with two CPUs for the whole module (the batch joins it), its files in
+    a session folder removed at the end (nothing left in /tmp/ray)."""
+    folder = new_session_folder()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(folder))
     yield
     ray.shutdown()
+    end_session(folder)
 
 
 @pytest.fixture(scope="module")
