@@ -223,21 +223,24 @@ def plan_cmd(
     no_cache: bool,
     backend: str,
 ) -> None:
-    """Plan CONFIG. Exit code 3 when the best plan misses a goal (the report says by how much)."""
-    from ..export import write_outputs
+    """Plan CONFIG. Exit code 3 when the best plan misses a goal (the report says by how much).
+    The files in --out are replaced together when the plan is written, never one by one."""
+    from ..export import RESULT_FILES, write_outputs
+    from ..output_set import OutputSet
     from ..plan_config import load_plan_spec
     from ..planning import plan_case
 
     spec = load_plan_spec(config)
-    b = echo_backend(backend)
-    cache_dir = None if no_cache else cache_folder(cache)
-    click.echo(f"planning {spec.name} ({spec.description})", err=True)
-    plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
-    for note in plan.metrics["notes"]:
-        click.echo(f"seedopt: note: {note}", err=True)
-    written = write_outputs(plan, out)
+    with OutputSet(out, RESULT_FILES) as outputs:  # locked and writable before any work
+        b = echo_backend(backend)
+        cache_dir = None if no_cache else cache_folder(cache)
+        click.echo(f"planning {spec.name} ({spec.description})", err=True)
+        plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
+        for note in plan.metrics["notes"]:
+            click.echo(f"seedopt: note: {note}", err=True)
+        written = write_outputs(plan, outputs)
     click.echo(format_report(plan.metrics))
-    click.echo(f"wrote {', '.join(p.name for p in written)} in {out}/", err=True)
+    click.echo(f"wrote {', '.join(written)} in {out}/", err=True)
     if not plan.goals_met:
         sys.exit(EXIT_GOALS_MISSED)
 
@@ -339,10 +342,12 @@ def evaluate_cmd(
     strength_u: float | None,
     backend: str,
 ) -> None:
-    """Post-implant dosimetry of the seeds actually placed, on CONFIG's case."""
+    """Post-implant dosimetry of the seeds actually placed, on CONFIG's case. The files in
+    --out are replaced together, never one by one."""
     import json
 
-    from ..export import write_json
+    from ..export import RESULT_FILES, write_json
+    from ..output_set import OutputSet
     from ..plan_config import load_plan_spec
     from ..planning import evaluate_implant
 
@@ -359,20 +364,21 @@ def evaluate_cmd(
             pre = json.loads((pre_plan / "metrics.json").read_text())
         except (OSError, ValueError) as exc:
             raise SeedoptError(f"--plan {pre_plan}: cannot read metrics.json ({exc})") from None
-    b = echo_backend(backend)
-    case, dose, metrics = evaluate_implant(spec, seeds, axes, n_needles, source, b)
-    out.mkdir(parents=True, exist_ok=True)
-    if pre is not None:
-        metrics["pre_plan"] = {"folder": str(pre_plan), "structures": pre["structures"]}
-    write_json(out / "metrics.json", metrics)
-    written = ["metrics.json"]
-    if spec.dicom is not None:
-        from ..dicom import load_images, write_rtdose
+    with OutputSet(out, RESULT_FILES) as outputs:  # locked and writable before any work
+        b = echo_backend(backend)
+        case, dose, metrics = evaluate_implant(spec, seeds, axes, n_needles, source, b)
+        if pre is not None:
+            metrics["pre_plan"] = {"folder": str(pre_plan), "structures": pre["structures"]}
+        with outputs.writing("metrics.json") as folder:
+            write_json(folder / "metrics.json", metrics)
+        if spec.dicom is not None:
+            from ..dicom import load_images, write_rtdose
 
-        d = spec.dicom
-        study = load_images(d.rtstruct, d.ct, d.slice_thickness_mm).study
-        write_rtdose(dose, case.grid, study, None, out / "rtdose.dcm")
-        written.append("rtdose.dcm")
+            d = spec.dicom
+            study = load_images(d.rtstruct, d.ct, d.slice_thickness_mm).study
+            with outputs.writing("rtdose.dcm") as folder:
+                write_rtdose(dose, case.grid, study, None, folder / "rtdose.dcm")
+        written = outputs.names()
     click.echo(format_report(metrics))
     if pre is not None:
         click.echo(format_comparison(pre, metrics))
