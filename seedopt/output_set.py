@@ -37,6 +37,9 @@ from typing import Any
 from .atomic import fsync_dir, fsync_file
 from .errors import SeedoptError
 
+_HELD: set[Path] = set()
+"""Lock files this process holds."""
+
 
 def os_reason(exc: OSError) -> str:
     """The operating system's one-line reason for ``exc`` ("No space left on device")."""
@@ -72,6 +75,11 @@ class OutputSet:
                 f"--out {self.out} is (or holds) the current folder; an output folder is "
                 "replaced as a whole, so give a folder of its own"
             )
+        for ancestor in (self.parent, *self.parent.parents):
+            if os.path.lexists(ancestor):
+                if not ancestor.is_dir():
+                    raise SeedoptError(f"--out {self.out}: {ancestor} is a file, not a folder")
+                break
         try:
             self.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -95,7 +103,9 @@ class OutputSet:
         return self
 
     def _lock(self) -> None:
-        """Take the lock, refusing if another process holds it."""
+        """Take the lock, refusing if another process (or this one) holds it."""
+        if self.lock_path in _HELD:  # POSIX locks do not exclude their own process
+            raise SeedoptError(f"{self.out} is in use by another seedopt run (this process)")
         while True:
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -122,6 +132,7 @@ class OutputSet:
             if same:
                 break
             os.close(fd)  # the previous holder removed it as we opened it: take a fresh one
+        _HELD.add(self.lock_path)
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())
@@ -134,6 +145,7 @@ class OutputSet:
             self.lock_path.unlink(missing_ok=True)  # while locked, so no one else holds it
             os.close(self._lock_fd)
             self._lock_fd = None
+            _HELD.discard(self.lock_path)
 
     def _recover(self) -> None:
         """Finish or undo what a killed run into ``out`` left beside it."""
