@@ -471,3 +471,16 @@ def test_evaluate_replaces_its_folder_as_a_whole(case: CrashCase, tmp_path: Path
     with pytest.raises(SeedoptError, match="in use by another seedopt run"):  # also here
         with OutputSet(out, RESULT_FILES), OutputSet(out, RESULT_FILES):
             pass
+
+
+def test_temporaries_of_an_older_killed_run_inside_the_folder_go_with_the_old_set(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "plan.json").write_text("{}")
+    (out / ".dvh.png.tmp-12345").write_bytes(b"\x89PNG partial")  # per-file temporary, killed
+    with OutputSet(out, RESULT_FILES) as outputs, outputs.writing("plan.json") as folder:
+        (folder / "plan.json").write_text('{"new": true}')
+    assert os.listdir(out) == ["plan.json"] and leftovers(out) == []
+    assert json.loads((out / "plan.json").read_text()) == {"new": True}
