@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys;print(hashlib.sha1(open("pyproject.toml","rb").read()).hexdigest()[:10])')
 
-.PHONY: demo test test-tools bench bench-full bench-matrix lint clean
+.PHONY: demo test test-tools wheel-check bench bench-full bench-matrix lint clean
 
 $(STAMP):
 	$(PYTHON) -c 'import sys; sys.exit("seedopt needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -30,6 +30,11 @@ test-tools:
 
 test: $(STAMP) test-tools
 	$(BIN)/python -m pytest
+
+# A plain (non-editable) install is a working tool: the wheel, installed into a fresh virtual
+# environment, runs init-case, plan and evaluate on the DICOM sample (CI runs it after test).
+wheel-check:
+	PYTHON=$(PYTHON) bash .ci/wheel-check
 
 # Every method on every case of the benchmark cohort (benchmarks/cohort.py): a JSON file, a
 # Markdown report and plots in benchmarks/results/. bench: quick budgets (about 15 min on
