@@ -5,12 +5,14 @@ flushed to disk with ``fsync``)."""
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 _TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)(?:-[0-9a-f]+)?$")
 """``.NAME.tmp-PID-TOKEN``: a temporary of ``atomic_path`` (older ones lack the token)."""
@@ -54,6 +56,20 @@ def atomic_path(path: Path) -> Iterator[Path]:
         fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_h5(path: Path) -> Iterator[Any]:
+    """An ``h5py.File`` built in memory, written to ``path`` by ``atomic_path`` when the block
+    ends. The HDF5 library never meets a failed write (on a full disk it leaves errors at
+    close and can crash the process); the disk's error is a plain ``OSError`` here."""
+    import h5py
+
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
+        yield f
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(image.getbuffer())
 
 
 def _running(pid: int) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_h5, atomic_path
 from .output_set import OutputSet
 from .planning import Plan
 
@@ -97,9 +97,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
 
 def write_dose_h5(path: Path, plan: Plan) -> None:
     """dose.h5 (layout in the module docstring), atomically."""
-    import h5py
-
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_h5(path) as f:
         f.create_dataset("dose_gy", data=plan.dose_gy.astype(np.float32), compression="gzip")
         f["dose_gy"].attrs["units"] = "Gy (permanent-implant total)"
         grp = f.create_group("masks")

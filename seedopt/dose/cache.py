@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from ..sources import Source
 from .influence import influence_matrix
 
 DATASET = "A_gy_per_u"
+ENTRY_SLACK_BYTES = 1 << 20
+"""Room an entry needs on disk beyond its matrix's bytes (HDF5 metadata, with a margin)."""
 CHECK_ROWS_BYTES = 64 << 20
 """Values are checked for finiteness in row blocks of about this size (bounded memory)."""
 
@@ -118,12 +121,21 @@ def read_entry(path: Path, key: str, shape: tuple[int, int], dtype: np.dtype) ->
 
 
 def write_entry(path: Path, key: str, a: np.ndarray, attrs: dict[str, Any]) -> None:
-    """Write a cache entry atomically and durably; failing, say so in a note and go on."""
+    """Write a cache entry atomically and durably; failing, say so in a note and go on.
+    An entry is written only where the disk has room for it: HDF5 does not survive a write
+    that fails (it can crash the process)."""
     import h5py
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path.parent)
+        need, free = a.nbytes + ENTRY_SLACK_BYTES, shutil.disk_usage(path.parent).free
+        if free < need:
+            note(
+                f"cannot write the dose-matrix cache entry {path} (it needs {need / 1e6:.1f} "
+                f"MB, {free / 1e6:.1f} MB are free); going on without it"
+            )
+            return
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset(DATASET, data=a)
             f.attrs.update(key=key, blake2b=matrix_digest(a), **attrs)
