@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)(?:-[0-9a-f]+)?$")
+_TEMPORARY = re.compile(r"^\.(.+)\.tmp-(\d+)(?:-[0-9a-f]+)?$")
 """``.NAME.tmp-PID-TOKEN``: a temporary of ``atomic_path`` (older ones lack the token)."""
 
 
@@ -72,6 +72,13 @@ def atomic_h5(path: Path) -> Iterator[Any]:
         fh.write(image.getbuffer())
 
 
+def temporary_of(name: str) -> tuple[str, int] | None:
+    """For the name of an ``atomic_path`` temporary, the name it stands for and the pid of
+    its writer; None for any other name."""
+    m = _TEMPORARY.match(name)
+    return (m.group(1), int(m.group(2))) if m else None
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -91,8 +98,8 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     except OSError:
         return removed
     for entry in entries:
-        m = _TEMPORARY.match(entry.name)
-        if m and entry.is_file(follow_symlinks=False) and not _running(int(m.group(1))):
+        temporary = temporary_of(entry.name)
+        if temporary and entry.is_file(follow_symlinks=False) and not _running(temporary[1]):
             try:
                 os.unlink(entry.path)
             except OSError:

@@ -34,7 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .atomic import fsync_dir, fsync_file
+from .atomic import fsync_dir, fsync_file, temporary_of
 from .errors import SeedoptError
 
 _HELD: set[Path] = set()
@@ -179,8 +179,8 @@ class OutputSet:
 
     def _is_own(self, name: str) -> bool:
         """A result file, or an atomic temporary of one left by a killed run."""
-        m = re.match(r"^\.(.+)\.tmp-\d+(?:-[0-9a-f]+)?$", name)
-        return (m.group(1) if m else name) in self.own
+        temporary = temporary_of(name)
+        return (temporary[0] if temporary else name) in self.own
 
     # -- writing -------------------------------------------------------------------------
 

@@ -74,6 +74,15 @@ class DamagedEntry(Exception):
     """A cache entry that must not be used; the message says why."""
 
 
+def _reason(exc: Exception) -> str:
+    """One line for an error of HDF5 or the file system."""
+    return os_reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+
+
+def _not_written(path: Path, why: str) -> None:
+    note(f"cannot write the dose-matrix cache entry {path} ({why}); going on without it")
+
+
 def _all_finite_nonnegative(a: np.ndarray) -> bool:
     step = max(1, CHECK_ROWS_BYTES // max(1, a.itemsize * (a.shape[1] if a.ndim > 1 else 1)))
     for start in range(0, a.shape[0], step):
@@ -111,8 +120,7 @@ def read_entry(path: Path, key: str, shape: tuple[int, int], dtype: np.dtype) ->
     except MemoryError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, ValueError, ... on damage
-        reason = os_reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
-        raise DamagedEntry(f"cannot be read ({reason})") from None
+        raise DamagedEntry(f"cannot be read ({_reason(exc)})") from None
     if not _all_finite_nonnegative(a):
         raise DamagedEntry("holds values that are not finite or are negative")
     if matrix_digest(a) != digest:
@@ -131,10 +139,7 @@ def write_entry(path: Path, key: str, a: np.ndarray, attrs: dict[str, Any]) -> N
         remove_stale_temporaries(path.parent)
         need, free = a.nbytes + ENTRY_SLACK_BYTES, shutil.disk_usage(path.parent).free
         if free < need:
-            note(
-                f"cannot write the dose-matrix cache entry {path} (it needs {need / 1e6:.1f} "
-                f"MB, {free / 1e6:.1f} MB are free); going on without it"
-            )
+            _not_written(path, f"it needs {need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free")
             return
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset(DATASET, data=a)
@@ -142,8 +147,7 @@ def write_entry(path: Path, key: str, a: np.ndarray, attrs: dict[str, Any]) -> N
     except MemoryError:
         raise
     except Exception as exc:
-        reason = os_reason(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
-        note(f"cannot write the dose-matrix cache entry {path} ({reason}); going on without it")
+        _not_written(path, _reason(exc))
 
 
 def cached_influence_matrix(
