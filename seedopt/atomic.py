@@ -92,7 +92,7 @@ def _running(pid: int) -> bool:
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Remove the temporaries of ``atomic_path`` in ``folder`` whose process has ended (a
     killed run); those of running processes are kept. Returns what was removed."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

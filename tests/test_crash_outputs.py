@@ -36,6 +36,8 @@ from seedopt.errors import SeedoptError
 from seedopt.export import RESULT_FILES
 from seedopt.output_set import OutputSet
 
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the kills fork the plan")
+
 PLAN_FILES = ["dose.h5", "dvh.png", "metrics.json", "plan.json", "slices.png"]
 VARYING_METRICS = ("runtime_s", "dose_matrix_cached")
 """The only metrics.json keys two runs of one seed may differ in."""
@@ -309,7 +311,7 @@ def test_a_second_run_into_a_folder_in_use_is_refused_in_one_line(tmp_path: Path
 
 
 def test_two_concurrent_plans_into_one_folder_one_is_refused(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path, "race", iterations=2500)
+    config = tiny_config(tmp_path, "race", iterations=4000)
     out = tmp_path / "out"
     runs = [
         subprocess.Popen(
@@ -446,7 +448,9 @@ def test_a_cache_that_cannot_be_written_is_a_note_not_a_lost_plan(
     assert fingerprint(out) == sets[1]
 
 
-def test_evaluate_replaces_its_folder_as_a_whole(case: CrashCase, tmp_path: Path) -> None:
+def test_evaluate_replaces_its_folder_as_a_whole_and_checks_it_first(
+    case: CrashCase, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     shutil.copytree(case.folders[1], out)
     plan = json.loads((out / "plan.json").read_text())
@@ -455,27 +459,28 @@ def test_evaluate_replaces_its_folder_as_a_whole(case: CrashCase, tmp_path: Path
     csv.write_text(
         "x_mm,y_mm,z_mm,ux,uy,uz\n" + "".join(f"{x},{y},{z},0,1,0\n" for x, y, z in seeds)
     )
-    strength = plan["source"]["air_kerma_strength_u"]
-    r = seedopt(
-        "evaluate",
-        str(case.config),
-        "--seeds",
-        str(csv),
-        "--out",
-        str(out),
-        "--plan",
-        str(out),
-        "--strength-u",
-        str(strength),
-        "--backend",
-        "cpu",
-    )
+    strength = str(plan["source"]["air_kerma_strength_u"])
+
+    def evaluate(into: Path) -> subprocess.CompletedProcess[str]:
+        return seedopt(
+            *("evaluate", str(case.config), "--seeds", str(csv), "--out", str(into)),
+            *("--plan", str(out), "--strength-u", strength, "--backend", "cpu"),
+        )
+
+    r = evaluate(out)
     assert r.returncode == 0, r.stderr
     assert os.listdir(out) == ["metrics.json"]  # no plan files of another run left beside it
     assert "pre_plan" in json.loads((out / "metrics.json").read_text())
-    with pytest.raises(SeedoptError, match="in use by another seedopt run"):  # also here
+    one_line_error(evaluate(out / "metrics.json" / "x"), r"metrics\.json is a file, not a folder")
+
+
+def test_a_folder_in_use_by_this_process_is_refused_too(tmp_path: Path) -> None:
+    """POSIX locks do not keep a process from itself; seedopt does."""
+    out = tmp_path / "out"
+    with pytest.raises(SeedoptError, match="in use by another seedopt run \\(this process\\)"):
         with OutputSet(out, RESULT_FILES), OutputSet(out, RESULT_FILES):
             pass
+    assert leftovers(out) == []
 
 
 def test_temporaries_of_an_older_killed_run_inside_the_folder_go_with_the_old_set(

@@ -65,9 +65,8 @@ def matrix_key(
 
 def matrix_digest(a: np.ndarray) -> str:
     """BLAKE2b (256 bit) hex digest of a matrix's bytes in C order."""
-    return hashlib.blake2b(
-        np.ascontiguousarray(a).reshape(-1).view(np.uint8), digest_size=32
-    ).hexdigest()
+    data = np.ascontiguousarray(a).data.cast("B")  # the bytes, without a copy
+    return hashlib.blake2b(data, digest_size=32).hexdigest()
 
 
 class DamagedEntry(Exception):
