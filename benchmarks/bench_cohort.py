@@ -112,7 +112,7 @@ def plan_row(
 ) -> dict[str, Any]:
     """The numbers of one plan (metrics on the full dose grid) and its model score."""
     m = plan.metrics
-    t = m["structures"][m["target"]]
+    t = m.target_metrics()
     bounds = {}
     if result.method == "lp" and result.bound is not None:
         bounds["lp_relaxation"] = result.bound
@@ -125,22 +125,22 @@ def plan_row(
         "time_limited": "time limit" in result.message.lower(),
         "target_cc": t["volume_cc"],
         "D90_gy": t["D90_gy"],
-        "D90_over_rx": t["D90_gy"] / m["prescription_gy"],
+        "D90_over_rx": t["D90_gy"] / m.prescription_gy,
         "V100": t["V100_pct"],
         "V150": t["V150_pct"],
         "V200": t["V200_pct"],
-        **m["indices"],
+        **m.indices,
         "limits": [
-            {k: g[k] for k in ("name", "value", "limit", "met", "miss")} for g in m["goals"][1:]
+            {k: g.to_json()[k] for k in ("name", "value", "limit", "met", "miss")}
+            for g in m.goals[1:]
         ],
         "organs": {
-            n: {k: m["structures"][n][k] for k in ("D0.1cc_gy", "D2cc_gy", "Dmax_gy")}
-            for n in organs
+            n: {k: m.structures[n][k] for k in ("D0.1cc_gy", "D2cc_gy", "Dmax_gy")} for n in organs
         },
-        "needles": m["n_needles"],
-        "seeds": m["n_seeds"],
-        "total_u": m["total_strength_u"],
-        "goals_met": all(g["met"] for g in m["goals"]),
+        "needles": m.n_needles,
+        "seeds": m.n_seeds,
+        "total_u": m.total_strength_u,
+        "goals_met": m.goals_met,
         "objective": result.fun,
         "model_value": penalty.evaluate(result.x),
         "bounds": {k: v for k, v in bounds.items() if v is not None},
@@ -153,20 +153,17 @@ def run_case(name: str, mode: str, methods: list[str]) -> None:
     from seedopt.optimizer.milp import penalty_objective
 
     from seedopt.backend import cpu_backend, gpu_unavailable_reason, select_backend
-    from seedopt.candidates import build_candidates
-    from seedopt.case import Case
+    from seedopt.pipeline import prepare
     from seedopt.plan_config import PlanSpec
-    from seedopt.planning import build_problem, finish_plan
+    from seedopt.planning import finish_plan
 
     out = rows_out()
     c = BY_NAME[name]
     t = time.perf_counter()
     spec = PlanSpec.model_validate(c.config())
-    case = Case.from_spec(spec)
-    source = spec.source.build()
-    candidates = build_candidates(case, spec.approach)
     cpu = cpu_backend()
-    problem, _ = build_problem(spec, case, candidates, source, cpu, None)
+    prepared = prepare(spec, cpu)
+    case, candidates, problem = prepared.case, prepared.candidates, prepared.problem
     base = {
         "case": name,
         "site": c.site,
@@ -196,14 +193,14 @@ def run_case(name: str, mode: str, methods: list[str]) -> None:
                 continue
             if gpu_problem is None:
                 gpu = select_backend("gpu")[0]
-                gpu_problem, _ = build_problem(spec, case, candidates, source, gpu, None)
+                gpu_problem = prepare(spec, gpu, reuse=prepared).problem
             run_on = gpu_problem
         t = time.perf_counter()
         result = get_optimizer(method.removesuffix("-gpu")).solve(
             run_on, rng=SEED, **method_options(mode, method)
         )
         seconds = time.perf_counter() - t
-        plan = finish_plan(spec, case, candidates, source, cpu, problem, result, False, {})
+        plan = finish_plan(prepared, result, cpu, {})
         row.update(plan_row(plan, result, penalty, organs), seconds=seconds)
         print(json.dumps(row), file=out)
 

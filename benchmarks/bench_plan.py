@@ -18,6 +18,7 @@ objective and the time. Writes benchmarks/results/<date>-<machine>-plan.{json,md
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -54,31 +55,31 @@ def organ_tolerance_gy(value_gy: float) -> float:
     return max(0.01 * value_gy, 0.5)
 
 
-def matched_spec(spec, baseline_metrics: dict):
+def matched_spec(spec, baseline_metrics):
     """``spec`` with the baseline plan's D90 as the prescription (if higher) and each hard
     limit lowered to the baseline's value plus ``organ_tolerance_gy``: a plan meeting these
     goals has equal or better D90 and no organ worse than the baseline. The organ term is
     off (``organ_per_pct`` 0): the lowered limits already ask for "no organ worse", and the
     term, priced per percent of each limit above half of it, would grow with the lowering."""
-    from seedopt.case import Case
+    from seedopt.case.case import DERIVED_SKIN
 
     m = baseline_metrics
     tighter = []
-    for lim in spec.hard_limits(Case.from_spec(spec).skin):
-        value = m["structures"][lim.structure][f"{lim.metric}_gy"]
+    for lim in spec.hard_limits(spec.roles.skin.structure or DERIVED_SKIN):
+        value = m.structures[lim.structure][f"{lim.metric}_gy"]
         if not math.isnan(value):
-            lim = lim.model_copy(
-                update={"max_gy": min(lim.max_gy, value + organ_tolerance_gy(value))}
+            lim = dataclasses.replace(
+                lim, max_gy=min(lim.max_gy, value + organ_tolerance_gy(value))
             )
         tighter.append(lim)
-    d90 = m["structures"][m["target"]]["D90_gy"]
+    d90 = m.target_metrics()["D90_gy"]
     return spec.model_copy(
         update={
             "prescription_gy": max(spec.prescription_gy, d90),
             "goals": spec.goals.model_copy(
                 update={
                     "hard": tighter,
-                    "weights": spec.goals.weights.model_copy(update={"organ_per_pct": 0.0}),
+                    "weights": dataclasses.replace(spec.goals.weights, organ_per_pct=0.0),
                 }
             ),
         }
@@ -89,7 +90,9 @@ def one(case: str, method: str, cache: str) -> dict:
     """One plan. ``hybrid@BASELINE``: the default method with BASELINE's D90 and organ values
     as its goals (``matched_spec``), reported against the case's own prescription."""
     from seedopt.backend import cpu_backend
-    from seedopt.planning import evaluate, plan_case
+    from seedopt.pipeline import limited_outside
+    from seedopt.plan_metrics import evaluate
+    from seedopt.planning import plan_case
 
     name, _, baseline = method.partition("@")
     spec = _spec(case, name)
@@ -104,36 +107,41 @@ def one(case: str, method: str, cache: str) -> dict:
     seconds = time.perf_counter() - t0
     m = plan.metrics
     if baseline:  # the plan's metrics against the case's own prescription and limits
-        m = {
-            **m,
-            **evaluate(
-                spec,
-                plan.case,
-                plan.dose_gy,
-                spec.hard_limits(plan.case.skin),
-                m["n_seeds"],
-                m["n_needles"],
-            ),
-        }
-    t = m["structures"][m["target"]]
-    oars = {g["name"]: g["value"] for g in m["goals"][1:]}
+        outside = limited_outside(spec, plan.case, plan.images)
+        own = evaluate(
+            spec,
+            plan.case,
+            plan.images,
+            plan.dose_gy,
+            plan.seeds_mm,
+            plan.seed_axes,
+            m.n_needles,
+            plan.source,
+            m.method,
+            outside,
+        )
+        m = dataclasses.replace(
+            m, **{k: getattr(own, k) for k in ("prescription_gy", "structures", "indices", "goals")}
+        )
+    t = m.target_metrics()
+    oars = {g.name: g.value for g in m.goals[1:]}
     return {
         "case": case,
         "method": method,
         "target_cc": t["volume_cc"],
-        "D90_over_rx": t["D90_gy"] / m["prescription_gy"],
+        "D90_over_rx": t["D90_gy"] / m.prescription_gy,
         "V100": t["V100_pct"],
         "V150": t["V150_pct"],
         "V200": t["V200_pct"],
-        **m["indices"],
+        **m.indices,
         "oar_limits": oars,
-        "needles": m["n_needles"],
-        "seeds": m["n_seeds"],
-        "total_u": m["total_strength_u"],
-        "goals_met": all(g["met"] for g in m["goals"]),
-        "objective": m["objective"],
+        "needles": m.n_needles,
+        "seeds": m.n_seeds,
+        "total_u": m.total_strength_u,
+        "goals_met": m.goals_met,
+        "objective": m.objective,
         "seconds": seconds,
-        "n_candidates": m["n_candidate_seeds"],
+        "n_candidates": m.optimizer.n_candidate_seeds,
     }
 
 

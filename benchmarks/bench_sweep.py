@@ -33,21 +33,16 @@ def run(args: argparse.Namespace) -> dict:
     from seedopt.optimizer import get_optimizer
 
     from seedopt.backend import select_backend
-    from seedopt.candidates import build_candidates
-    from seedopt.case import Case
+    from seedopt.pipeline import prepare
     from seedopt.plan_config import load_plan_spec
-    from seedopt.planning import build_problem
 
     backend, why = select_backend(args.backend)
     spec = load_plan_spec(
         str(resources.files("seedopt.configs").joinpath("cases", f"{args.case}.yaml"))
     )
-    case = Case.from_spec(spec)
-    candidates = build_candidates(case, spec.approach)
-    t0 = time.perf_counter()
-    problem, _ = build_problem(spec, case, candidates, spec.source.build(), backend, None)
-    backend.synchronize()
-    matrix_s = time.perf_counter() - t0
+    prepared = prepare(spec, backend)  # the matrix time synchronized with the device
+    problem = prepared.problem
+    matrix_s = prepared.runtime_s["dose_matrix"]
     lo, hi = (float(v) for v in args.rx.split(":"))
     levels = np.linspace(lo, hi, args.levels)
     annealer = get_optimizer("anneal")

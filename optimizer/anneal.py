@@ -24,17 +24,59 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field, model_validator
 from seedopt.kernels.anneal import step_functions
 
 from seedopt.backend import array_module, free_bytes
+from seedopt.config_types import Count, Flag, Fraction, PositiveReal, Whole
 from seedopt.errors import SeedoptError
 
 from .base import OptimizeResult, PlanProblem
 from .objective import decisive_rows, dose, objective, terms_from_doses
+from .options import OptimizerOptions
 from .registry import BaseOptimizer, register, to_host
+
+
+class AnnealOptions(OptimizerOptions):
+    """Options of ``anneal`` (and of the annealing stage of ``hybrid``, escalate and tune)."""
+
+    chains: Annotated[Whole, Field(ge=1)] = Field(
+        default=32, description="independent chains run together (bounded by the memory check)"
+    )
+    iterations: Count = Field(default=8000, description="moves per chain")
+    t0: PositiveReal = Field(
+        default=100.0,
+        description="first temperature, objective units; 100 (about 5 % of hard-limit "
+        "excess) lets chains cross the barriers whole seeds make in small problems",
+    )
+    t_end: PositiveReal = Field(
+        default=1e-3, description="last temperature (geometric schedule from t0), at most t0"
+    )
+    p_shift: Fraction = Field(
+        default=0.2, description="probability that a move shifts a loaded seed along its needle"
+    )
+    p_swap: Fraction = Field(
+        default=0.2,
+        description="probability that a move takes a loaded seed to a free candidate of a "
+        "needle in use; p_shift + p_swap <= 1 (the rest are single flips)",
+    )
+    use_kernels: Flag | None = Field(
+        default=None,
+        description="false runs the pure-array dose updates on the GPU too (for tests)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AnnealOptions:
+        if self.t_end > self.t0:
+            raise ValueError(f"t_end ({self.t_end:g}) must not exceed t0 ({self.t0:g})")
+        if self.p_shift + self.p_swap > 1:
+            raise ValueError(
+                f"p_shift + p_swap ({self.p_shift:g} + {self.p_swap:g}) must be at most 1"
+            )
+        return self
 
 
 def needle_neighbours(seed_needle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -61,24 +103,22 @@ def state_nbytes(problem: PlanProblem, chains: int) -> int:
 def anneal_chains(
     p: PlanProblem,
     rng: np.random.Generator | int | None,
+    options: AnnealOptions,
     *,
     chains: int,
-    iterations: int,
-    t0: float,
-    t_end: float,
-    p_shift: float,
-    p_swap: float,
     x0: Any,
     bar: Any,
-    use_kernels: bool | None = None,
 ) -> tuple[Any, Any, Any]:
-    """The annealing loop of ``anneal`` on ``p`` (already ``decisive_rows``); ``p``'s
+    """The annealing loop of ``anneal`` on ``p`` (already ``decisive_rows``) with ``chains``
+    chains (``options.chains`` is not read: a sweep runs levels x chains per level); ``p``'s
     prescription may be one per chain (a sweep). Returns each chain's best loading
     ((chains, m) bool) and objective ((chains,)) and the trace, in the matrices' module.
     The dose updates are the CUDA kernels of ``kernels.anneal`` on the GPU unless
-    ``use_kernels`` is False, their pure-array references otherwise."""
+    ``options.use_kernels`` is False, their pure-array references otherwise."""
+    iterations, t0, t_end = options.iterations, options.t0, options.t_end
+    p_shift, p_swap = options.p_shift, options.p_swap
     xp = array_module(p.A_target)
-    propose, accept = step_functions(xp, use_kernels)
+    propose, accept = step_functions(xp, options.use_kernels)
     m = p.n_candidates
     need, free = state_nbytes(p, chains), free_bytes(xp)
     if need > free:
@@ -188,37 +228,33 @@ def anneal_chains(
 
 
 @register("anneal")
-class SimulatedAnnealingOptimizer(BaseOptimizer):
+class SimulatedAnnealingOptimizer(BaseOptimizer[AnnealOptions]):
     """Vectorised multi-chain simulated annealing on the exact objective."""
+
+    Options = AnnealOptions
 
     def solve(
         self,
         problem: PlanProblem,
         rng: np.random.Generator | int | None = None,
+        options: AnnealOptions | dict[str, Any] | None = None,
         *,
-        chains: int = 32,
-        iterations: int = 8000,
-        t0: float = 100.0,
-        t_end: float = 1e-3,
-        p_shift: float = 0.2,
-        p_swap: float = 0.2,
         x0: Any = None,
-        use_kernels: bool | None = None,
+        **fields: Any,
     ) -> OptimizeResult:
-        """Anneal ``chains`` chains for ``iterations`` steps; return the best loading seen.
+        """``BaseOptimizer.solve``, with ``x0``: the (m,) start loading of every chain
+        (default the empty loading)."""
+        return self.run(problem, rng, self.parse_options(options, **fields), x0=x0)
 
-        Parameters
-        ----------
-        chains : independent chains run together.
-        iterations : moves per chain.
-        t0, t_end : first and last temperature, objective units (geometric in between). The
-            default t0 = 100 (about 5 % of hard-limit excess) lets chains cross the barriers
-            that whole seeds make in small problems and leave a poor warm start.
-        p_shift : probability that a move shifts a loaded seed along its needle.
-        p_swap : probability that a move takes a loaded seed to a free candidate of a needle
-            in use.
-        x0 : (m,) start loading of every chain; default the empty loading.
-        use_kernels : False runs the pure-array dose updates on the GPU too (for tests).
+    def run(
+        self,
+        problem: PlanProblem,
+        rng: np.random.Generator | int | None,
+        options: AnnealOptions,
+        x0: Any = None,
+    ) -> OptimizeResult:
+        """Anneal ``options.chains`` chains for ``options.iterations`` steps from ``x0``;
+        return the best loading seen (options: ``AnnealOptions``).
 
         Returns
         -------
@@ -228,18 +264,14 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         rejected unless it does not increase that count.
         """
         start = time.perf_counter()
+        chains, iterations = options.chains, options.iterations
         best_X, best_f, trace = anneal_chains(
             decisive_rows(problem),
             rng,
+            options,
             chains=chains,
-            iterations=iterations,
-            t0=t0,
-            t_end=t_end,
-            p_shift=p_shift,
-            p_swap=p_swap,
             x0=x0,
             bar=self.progress_bar(iterations, "anneal" if x0 is None else "anneal (warm start)"),
-            use_kernels=use_kernels,
         )
         xp = array_module(best_f)
         chain = int(xp.argmin(best_f))
@@ -257,8 +289,8 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
             extra={
                 "trace": to_host(trace),
                 "chain_best": to_host(best_f),
-                "t0": t0,
-                "t_end": t_end,
+                "t0": options.t0,
+                "t_end": options.t_end,
             },
         )
 
@@ -267,38 +299,40 @@ class SimulatedAnnealingOptimizer(BaseOptimizer):
         problem: PlanProblem,
         prescriptions_gy: Any,
         rng: np.random.Generator | int | None = None,
+        options: AnnealOptions | dict[str, Any] | None = None,
         *,
         chains_per_level: int = 4,
-        iterations: int = 8000,
-        t0: float = 100.0,
-        t_end: float = 1e-3,
-        p_shift: float = 0.2,
-        p_swap: float = 0.2,
+        **fields: Any,
     ) -> list[OptimizeResult]:
         """Plans of one case at many prescriptions (a dose-escalation sweep) in one run.
 
-        Each level gets ``chains_per_level`` chains scored against its own prescription (Gy);
-        every other goal is shared, and every step moves all chains of all levels at once,
-        so a sweep costs one annealing run of ``levels x chains_per_level`` chains. Returns,
-        per level in the order given, the best chain of its group as an ``OptimizeResult``
-        whose ``fun`` is the objective at that level's prescription.
+        Each level gets ``chains_per_level`` chains (``options.chains`` is not used) scored
+        against its own prescription (Gy); every other goal is shared, and every step moves
+        all chains of all levels at once, so a sweep costs one annealing run of
+        ``levels x chains_per_level`` chains. Returns, per level in the order given, the best
+        chain of its group as an ``OptimizeResult`` whose ``fun`` is the objective at that
+        level's prescription.
         """
         start = time.perf_counter()
+        opts = self.parse_options(options, **fields)
+        iterations = opts.iterations
         levels = np.asarray(prescriptions_gy, dtype=np.float64).ravel()
-        if levels.size == 0 or not np.all(levels > 0):
-            raise SeedoptError("a sweep needs one or more positive prescriptions (Gy)")
+        if levels.size == 0 or not np.all(np.isfinite(levels) & (levels > 0)):
+            raise SeedoptError("a sweep needs one or more positive, finite prescriptions (Gy)")
+        if isinstance(chains_per_level, bool) or not (
+            isinstance(chains_per_level, int | np.integer) and chains_per_level >= 1
+        ):
+            raise SeedoptError(
+                f"chains_per_level must be a whole number >= 1, not {chains_per_level!r}"
+            )
         p = decisive_rows(problem)
         xp = array_module(p.A_target)
         per_chain = xp.asarray(np.repeat(levels, chains_per_level))
         best_X, best_f, _ = anneal_chains(
             dataclasses.replace(p, prescription_gy=per_chain),
             rng,
+            opts,
             chains=per_chain.size,
-            iterations=iterations,
-            t0=t0,
-            t_end=t_end,
-            p_shift=p_shift,
-            p_swap=p_swap,
             x0=None,
             bar=self.progress_bar(iterations, f"sweep of {levels.size} prescriptions"),
         )

@@ -5,7 +5,7 @@ Problem (all doses in Gy, from the dose-influence matrix of the candidate seeds)
 * decision: ``x[j] in {0, 1}`` loads candidate seed ``j``; a needle is used when any of its
   seeds is loaded;
 * primary goal: target D90 >= prescription (evaluated on ``A_target`` rows, equal volumes);
-* hard limits: ``HardLimit(structure, metric, limit_gy)`` with metric "Dmax", "D0.1cc",
+* hard limits: ``HardLimit(structure, metric, max_gy)`` with metric "Dmax", "D0.1cc",
   "D1cc", "D2cc" or "Dmean" on ``A_oar[structure]`` rows (each row ``voxel_cc``);
 * soft goals, weighted: V150 and V200 of the target (percent), number of seeds, number of
   needles, and each hard-limited organ metric above a fraction of its limit (ALARA).
@@ -16,28 +16,50 @@ better); see its docstring.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 Metric = Literal["Dmax", "D0.1cc", "D1cc", "D2cc", "Dmean"]
+METRICS: tuple[str, ...] = get_args(Metric)
+
+
+def _finite(owner: object, name: str) -> float:
+    value = getattr(owner, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
 
 
 @dataclass(frozen=True)
 class HardLimit:
+    """``metric`` of ``structure`` at most ``max_gy`` (Gy): the one definition of a hard limit,
+    also what ``goals.hard`` in a plan config validates into (``seedopt.plan_config``)."""
+
     structure: str
     metric: Metric
-    limit_gy: float
+    max_gy: float
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if _finite(self, "max_gy") <= 0:
+            raise ValueError(f"max_gy must be a positive dose in Gy, got {self.max_gy:g}")
 
 
 @dataclass(frozen=True)
 class SoftWeights:
-    """Weights of the soft goals in the objective (per unit named).
+    """Weights of the soft goals in the objective (per unit named): the one definition, also
+    what ``goals.weights`` in a plan config validates into (``seedopt.plan_config``).
 
     ``organ_per_pct`` prices each hard-limited metric (D0.1cc, D2cc, ...) per percent of its
     limit above ``organ_floor`` x the limit: organ dose kept as low as reasonably achievable,
-    but below ``organ_floor`` x limit it no longer costs anything.
+    but below ``organ_floor`` (a fraction of the limit, 0..1) x limit it no longer costs
+    anything. Every weight is >= 0.
     """
 
     v150_per_pct: float = 0.02
@@ -46,6 +68,15 @@ class SoftWeights:
     per_needle: float = 0.1
     organ_per_pct: float = 0.05
     organ_floor: float = 0.5
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if _finite(self, f.name) < 0:
+                raise ValueError(f"{f.name} must be >= 0, got {getattr(self, f.name):g}")
+        if self.organ_floor > 1:
+            raise ValueError(
+                f"organ_floor must be a fraction of the limit in [0, 1], got {self.organ_floor:g}"
+            )
 
     def organ_floor_gy(self, limit_gy: float) -> float:
         """Dose (Gy) above which a limited metric costs ``organ_per_pct`` per percent."""
@@ -130,9 +161,10 @@ class OptimizeResult:
     runtime_s : wall time, s.
     bound : the proven lower bound of the method's own model objective (MILP/LP: the HiGHS
         dual bound of the linear-penalty model, not of ``fun``), else None.
-    extra : method-specific details. ``extra["strength_scale"]``, when present, says the
-        plan uses the seed strength times this factor (the clinical baseline), and ``fun`` is
-        the objective at that strength.
+    strength_scale : the plan uses the seed strength times this factor (1: the problem's
+        strength; the clinical baseline's ``scaling: strength`` sets it), and ``fun`` is the
+        objective at that strength.
+    extra : method-specific details.
     """
 
     x: np.ndarray
@@ -145,4 +177,5 @@ class OptimizeResult:
     method: str
     runtime_s: float
     bound: float | None = None
+    strength_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)

@@ -14,7 +14,7 @@ reaches the prescription.
    the target). The plan loads the shortest prefix whose D90 reaches the prescription (D90
    never falls as seeds are added, so a bisection finds it); every candidate if none does.
    ``scaling="strength"``: the pattern of steps 1-2 with the seed strength scaled so that
-   D90 equals the prescription (``extra["strength_scale"]``; the planner applies it).
+   D90 equals the prescription (``OptimizeResult.strength_scale``; the planner applies it).
 Organ limits are not looked at, as in manual planning; the report shows where they are missed.
 """
 
@@ -25,9 +25,13 @@ import time
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
+
+from seedopt.config_types import Length_mm, NonNegativeLength_mm
 
 from .base import OptimizeResult, PlanProblem
 from .objective import dose, dose_at_percent, objective
+from .options import OptimizerOptions
 from .registry import BaseOptimizer, register
 
 
@@ -149,37 +153,36 @@ def shortest_prefix_reaching(problem: PlanProblem, ranking: np.ndarray) -> tuple
     return lo, evaluations
 
 
+class ClinicalOptions(OptimizerOptions):
+    """Options of ``clinical``."""
+
+    scaling: Literal["count", "strength"] = Field(
+        default="count",
+        description='"count" (the config\'s strength, fewest seeds in rule order) or '
+        '"strength" (the rule pattern, seed strength scaled to D90 = Rx)',
+    )
+    needle_spacing_mm: Length_mm = Field(
+        default=10.0, description="freehand needle spacing, mm (a template uses every other hole)"
+    )
+    peripheral_depth_mm: NonNegativeLength_mm = Field(
+        default=5.0, description="seeds this close to the target surface are loaded every 5 mm"
+    )
+
+
 @register("clinical")
-class ClinicalBaseline(BaseOptimizer):
+class ClinicalBaseline(BaseOptimizer[ClinicalOptions]):
     """Rule-based loading scaled to the prescription (see the module doc)."""
 
-    name = "clinical"
+    Options = ClinicalOptions
 
-    def solve(
-        self,
-        problem: PlanProblem,
-        rng: Any = None,
-        *,
-        scaling: Literal["count", "strength"] = "count",
-        needle_spacing_mm: float = 10.0,
-        peripheral_depth_mm: float = 5.0,
-    ) -> OptimizeResult:
-        """Load by rule (``rng`` is unused: deterministic).
-
-        Parameters
-        ----------
-        scaling : "count" (config strength, fewest seeds in rule order) or "strength".
-        needle_spacing_mm : freehand needle spacing, mm (a template uses every other hole).
-        peripheral_depth_mm : seeds this close to the target surface are loaded every 5 mm.
-        """
+    def run(self, problem: PlanProblem, rng: Any, options: ClinicalOptions) -> OptimizeResult:
+        """Load by rule (options: ``ClinicalOptions``; ``rng`` is unused: deterministic)."""
         t0 = time.perf_counter()
-        if scaling not in ("count", "strength"):
-            raise ValueError(f"scaling must be 'count' or 'strength', not {scaling!r}")
         geometry = {
-            "needle_spacing_mm": needle_spacing_mm,
-            "peripheral_depth_mm": peripheral_depth_mm,
+            "needle_spacing_mm": options.needle_spacing_mm,
+            "peripheral_depth_mm": options.peripheral_depth_mm,
         }
-        if scaling == "count":
+        if options.scaling == "count":
             ranking = clinical_ranking(problem, **geometry)
             k, evaluations = shortest_prefix_reaching(problem, ranking)
             x = np.zeros(problem.n_candidates, dtype=bool)
@@ -225,5 +228,5 @@ class ClinicalBaseline(BaseOptimizer):
             2,
             self.name,
             time.perf_counter() - t0,
-            extra={"strength_scale": scale},
+            strength_scale=scale,
         )

@@ -111,7 +111,7 @@ def build_exact_model(
         hot[level] = (reach, lay.add(reach.size, weight * 100.0 / n, 0, 1, True))
     limits: list[tuple[HardLimit, np.ndarray, list[tuple[float, int]], int | None, int]] = []
     for lim in p.hard:
-        L = float(lim.limit_gy)
+        L = float(lim.max_gy)
         levels = [(L, lay.add(1, W_HARD, 0, np.inf, False))]  # (level Gy, its % variable)
         if s.organ_per_pct > 0:
             levels.append((s.organ_floor_gy(L), lay.add(1, s.organ_per_pct, 0, np.inf, False)))
@@ -163,7 +163,7 @@ def build_exact_model(
     for lim, A_k, levels, v_at, q in limits:
         if not A_k.shape[0]:
             continue
-        L = float(lim.limit_gy)
+        L = float(lim.max_gy)
         full_k = A_k.sum(axis=1)  # the rows' dose with every candidate loaded, Gy
         if v_at is not None:
             groups.append(

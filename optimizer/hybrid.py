@@ -10,34 +10,42 @@ seed-heavy LP loading is a deep basin).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
+from pydantic import Field
 
+from .anneal import AnnealOptions, SimulatedAnnealingOptimizer
 from .base import OptimizeResult, PlanProblem
-from .registry import BaseOptimizer, get_optimizer, register
+from .lp import LPOptimizer, LPOptions
+from .options import OptimizerOptions
+from .registry import BaseOptimizer, register
+
+
+class HybridOptions(OptimizerOptions):
+    """Options of ``hybrid``: one set for each stage."""
+
+    lp_options: LPOptions = Field(default=LPOptions(), description="options of ``lp``")
+    anneal_options: AnnealOptions = Field(
+        default=AnnealOptions(),
+        description="options of ``anneal`` for both runs (the warm start is the LP loading). "
+        "A cold-start temperature is kept on purpose: with t0 = 0.1 the chains stayed in the "
+        "LP loading's basin on small test problems",
+    )
 
 
 @register("hybrid")
-class HybridOptimizer(BaseOptimizer):
+class HybridOptimizer(BaseOptimizer[HybridOptions]):
     """``lp`` loading polished by ``anneal``, and a cold ``anneal``: the better of the two."""
 
-    def solve(
+    Options = HybridOptions
+
+    def run(
         self,
         problem: PlanProblem,
-        rng: np.random.Generator | int | None = None,
-        *,
-        lp_options: dict[str, Any] | None = None,
-        anneal_options: dict[str, Any] | None = None,
+        rng: np.random.Generator | int | None,
+        options: HybridOptions,
     ) -> OptimizeResult:
-        """Run both stages.
-
-        Parameters
-        ----------
-        lp_options : options of the ``lp`` optimizer.
-        anneal_options : options of ``anneal`` (its defaults otherwise; ``x0`` is the LP
-            loading and cannot be given). A cold-start temperature is kept on purpose: with
-            t0 = 0.1 the chains stayed in the LP loading's basin on small test problems.
+        """Run both stages (options: ``HybridOptions``).
 
         Returns
         -------
@@ -46,14 +54,11 @@ class HybridOptimizer(BaseOptimizer):
         ``start`` ("lp" or "empty": which run won) and its ``trace``; ``bound`` is None.
         """
         start = time.perf_counter()
-        polish = dict(anneal_options or {})
-        if "x0" in polish:
-            raise ValueError("hybrid sets anneal's x0 to the LP loading; do not pass x0")
-        lp = get_optimizer("lp", self.progress).solve(problem, **(lp_options or {}))
-        anneal = get_optimizer("anneal", self.progress)
+        lp = LPOptimizer(self.progress).run(problem, None, options.lp_options)
+        anneal = SimulatedAnnealingOptimizer(self.progress)
         gen = np.random.default_rng(rng)  # one stream: the cold run draws first, as anneal's
-        cold = anneal.solve(problem, rng=gen, **polish)
-        warm = anneal.solve(problem, rng=gen, x0=lp.x, **polish)
+        cold = anneal.run(problem, gen, options.anneal_options)
+        warm = anneal.run(problem, gen, options.anneal_options, x0=lp.x)
         best, start_from = (warm, "lp") if warm.fun <= cold.fun else (cold, "empty")
         return OptimizeResult(
             x=best.x,

@@ -14,14 +14,35 @@ import time
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from seedopt.backend import array_module
+from seedopt.config_types import Count, NonNegativeCount, NonNegativeReal, PositiveReal
 
 from .anneal import terms_from_doses
 from .base import OptimizeResult, PlanProblem
 from .milp import build_model
 from .objective import decisive_rows, dose, objective
+from .options import OptimizerOptions
 from .registry import BaseOptimizer, register, to_host
+
+
+class LPOptions(OptimizerOptions):
+    """Options of ``lp`` (and of the LP stage of ``hybrid``)."""
+
+    time_limit_s: PositiveReal = Field(
+        default=30.0, description="wall-time limit of the LP solve, s"
+    )
+    max_points: Count = Field(
+        default=2000, description="at most this many target rows in the LP (evenly spaced sample)"
+    )
+    repair_steps: NonNegativeCount | None = Field(
+        default=None,
+        description="most greedy flips after rounding (default: the number of candidates)",
+    )
+    repair_time_s: NonNegativeReal = Field(
+        default=20.0, description="no repair step starts after this many seconds"
+    )
 
 
 def round_relaxed(problem: PlanProblem, x_relaxed: np.ndarray) -> np.ndarray:
@@ -113,27 +134,19 @@ def greedy_flips(
 
 
 @register("lp")
-class LPOptimizer(BaseOptimizer):
+class LPOptimizer(BaseOptimizer[LPOptions]):
     """LP relaxation of the ``milp`` model, rounded at 0.5 and repaired by greedy flips."""
 
-    def solve(
+    Options = LPOptions
+
+    def run(
         self,
         problem: PlanProblem,
-        rng: np.random.Generator | int | None = None,
-        *,
-        time_limit_s: float = 30.0,
-        max_points: int = 2000,
-        repair_steps: int | None = None,
-        repair_time_s: float = 20.0,
+        rng: np.random.Generator | int | None,
+        options: LPOptions,
     ) -> OptimizeResult:
-        """Solve the relaxation, round and repair (``rng`` is unused: deterministic).
-
-        Parameters
-        ----------
-        time_limit_s : wall-time limit of the LP solve, s.
-        max_points : at most this many target rows in the LP (evenly spaced sample).
-        repair_steps : most greedy flips after rounding; default the number of candidates.
-        repair_time_s : no repair step starts after this many seconds.
+        """Solve the relaxation, round and repair (options: ``LPOptions``; ``rng`` is
+        unused: deterministic).
 
         Returns
         -------
@@ -143,14 +156,14 @@ class LPOptimizer(BaseOptimizer):
         """
         start = time.perf_counter()
         m = problem.n_candidates
-        model = build_model(problem, max_points=max_points)
-        relax = model.solve(integral=False, time_limit_s=time_limit_s, mip_rel_gap=0.0)
+        model = build_model(problem, max_points=options.max_points)
+        relax = model.solve(integral=False, time_limit_s=options.time_limit_s, mip_rel_gap=0.0)
         solved = relax.status == 0 and relax.x is not None
         x_relaxed = relax.x[:m] if solved else np.zeros(m)
         x = round_relaxed(problem, x_relaxed)
         rounded = float(objective(problem, x))
-        steps = m if repair_steps is None else repair_steps
-        x, flips, nfev = greedy_flips(problem, x, steps, max_seconds=repair_time_s)
+        steps = m if options.repair_steps is None else options.repair_steps
+        x, flips, nfev = greedy_flips(problem, x, steps, max_seconds=options.repair_time_s)
         if solved:
             status, message = 0, f"LP relaxation rounded at 0.5, then {flips} greedy flips"
         else:

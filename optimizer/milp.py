@@ -38,12 +38,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 from scipy import sparse
+
+from seedopt.config_types import Count, Flag, Fraction, PositiveReal
 
 from .base import OptimizeResult, PlanProblem
 from .exact import build_exact_model
 from .highs import HighsModel, place_block, sampled_target, stack_groups
 from .objective import W_COVERAGE, W_HARD, hottest_points, objective
+from .options import OptimizerOptions
 from .registry import BaseOptimizer, register, to_host
 
 HOT_SCALE = 0.1
@@ -136,9 +140,9 @@ def penalty_objective(
         q, cost = 1, 0.0
         if hard.metric not in ("Dmax", "Dmean"):
             q = hottest_points(hard, A_k.shape[0], p.voxel_cc)
-            cost = W_HARD * 100.0 / hard.limit_gy
-        label = f"{hard.metric}({hard.structure}) <= {hard.limit_gy:g} Gy"
-        L = float(hard.limit_gy)
+            cost = W_HARD * 100.0 / hard.max_gy
+        label = f"{hard.metric}({hard.structure}) <= {hard.max_gy:g} Gy"
+        L = float(hard.max_gy)
         organ_cost = s.organ_per_pct * 100.0 / L
         limits.append(_Limit(label, hard.metric, A_k, L, q, cost, s.organ_floor_gy(L), organ_cost))
     c_under = W_COVERAGE * 100.0 / (rx * n)
@@ -262,36 +266,47 @@ def build_model(
     return LinearModel(p, rows, c, A, lb, ub, lo, hi, integrality, pen)
 
 
+class MILPOptions(OptimizerOptions):
+    """Options of ``milp``."""
+
+    formulation: Literal["penalty", "exact"] = Field(
+        default="penalty",
+        description='"penalty" (surrogate, scales to large cases) or "exact" (its objective is '
+        "``objective`` on the model's target rows; binaries per row, small cases)",
+    )
+    time_limit_s: PositiveReal = Field(
+        default=30.0, description="wall-time limit of the LP relaxation and the MILP together, s"
+    )
+    mip_rel_gap: Fraction = Field(default=1e-4, description="relative gap at which HiGHS stops")
+    node_limit: Count | None = Field(
+        default=None,
+        description="at most this many branch-and-bound nodes (None: no limit); unlike the "
+        "time limit it stops the search at the same point on every run and machine",
+    )
+    max_points: Count = Field(
+        default=2000, description="at most this many target rows (evenly spaced sample)"
+    )
+    require_d90: Flag = Field(
+        default=False, description="D90 >= Rx on the model's target rows as a hard constraint"
+    )
+
+
 @register("milp")
-class MILPOptimizer(BaseOptimizer):
+class MILPOptimizer(BaseOptimizer[MILPOptions]):
     """A mixed-integer model of the plan solved to ``mip_rel_gap`` by HiGHS: the
     linear-penalty surrogate of the module docstring (``formulation="penalty"``, the default)
     or the exact model of ``optimizer.exact`` (``formulation="exact"``, small problems)."""
 
-    def solve(
+    Options = MILPOptions
+
+    def run(
         self,
         problem: PlanProblem,
-        rng: np.random.Generator | int | None = None,
-        *,
-        formulation: Literal["penalty", "exact"] = "penalty",
-        time_limit_s: float = 30.0,
-        mip_rel_gap: float = 1e-4,
-        node_limit: int | None = None,
-        max_points: int = 2000,
-        require_d90: bool = False,
+        rng: np.random.Generator | int | None,
+        options: MILPOptions,
     ) -> OptimizeResult:
-        """Solve the model (``rng`` is unused: HiGHS is deterministic).
-
-        Parameters
-        ----------
-        formulation : "penalty" (surrogate, scales to large cases) or "exact" (its objective
-            is ``objective`` on the model's target rows; binaries per row, small cases).
-        time_limit_s : wall-time limit of the LP relaxation and the MILP together, s.
-        mip_rel_gap : relative gap at which HiGHS stops.
-        node_limit : at most this many branch-and-bound nodes (None: no limit). Unlike the
-            time limit it stops the search at the same point on every run and machine.
-        max_points : at most this many target rows (evenly spaced sample).
-        require_d90 : D90 >= Rx on the model's target rows as a hard constraint.
+        """Solve the model (options: ``MILPOptions``; ``rng`` is unused: HiGHS is
+        deterministic).
 
         Returns
         -------
@@ -303,14 +318,12 @@ class MILPOptimizer(BaseOptimizer):
         loading; 2: none found (x empty).
         """
         start = time.perf_counter()
-        if formulation == "exact":
-            model: HighsModel = build_exact_model(
-                problem, max_points=max_points, require_d90=require_d90
-            )
-        elif formulation == "penalty":
-            model = build_model(problem, max_points=max_points, require_d90=require_d90)
-        else:
-            raise ValueError(f"formulation must be 'penalty' or 'exact', not {formulation!r}")
+        formulation, time_limit_s = options.formulation, options.time_limit_s
+        mip_rel_gap, node_limit = options.mip_rel_gap, options.node_limit
+        build = build_exact_model if formulation == "exact" else build_model
+        model: HighsModel = build(
+            problem, max_points=options.max_points, require_d90=options.require_d90
+        )
         m = problem.n_candidates
         relax = model.solve(integral=False, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap)
         left = time_limit_s - (time.perf_counter() - start)

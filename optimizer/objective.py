@@ -124,9 +124,9 @@ def terms_from_doses(
     organ = xp.zeros_like(d90)
     for lim in problem.hard:
         value = limit_value(d_oar[lim.structure], lim, problem.voxel_cc)
-        excess = excess + 100.0 * xp.maximum(0.0, value - lim.limit_gy) / lim.limit_gy
-        floor = s.organ_floor_gy(lim.limit_gy)
-        organ = organ + 100.0 * xp.maximum(0.0, value - floor) / lim.limit_gy
+        excess = excess + 100.0 * xp.maximum(0.0, value - lim.max_gy) / lim.max_gy
+        floor = s.organ_floor_gy(lim.max_gy)
+        organ = organ + 100.0 * xp.maximum(0.0, value - floor) / lim.max_gy
     total = (
         W_COVERAGE * shortfall
         + W_HARD * excess
@@ -182,7 +182,7 @@ def decisive_rows(problem: PlanProblem) -> PlanProblem:
         A = problem.A_oar[name]
         need = max(hottest_points(lim, A.shape[0], problem.voxel_cc) for lim in limits)
         full = A.sum(axis=1, dtype=xp.float64)
-        priced = min(problem.soft.lowest_priced_gy(lim.limit_gy) for lim in limits)
+        priced = min(problem.soft.lowest_priced_gy(lim.max_gy) for lim in limits)
         rows = xp.flatnonzero(full > priced)
         if rows.size < need:
             rows = xp.sort(xp.argsort(-full)[:need])

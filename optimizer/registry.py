@@ -1,36 +1,49 @@
 """One interface for every plan optimizer and a registry of them by name.
 
-A new optimizer subclasses ``BaseOptimizer`` and registers itself::
+A new optimizer subclasses ``BaseOptimizer``, names its options model (``options.py``) and
+registers itself::
+
+    class ClinicalOptions(OptimizerOptions):
+        scaling: Literal["count", "strength"] = "count"
 
     @register("clinical")
-    class ClinicalOptimizer(BaseOptimizer):
-        def solve(self, problem, rng=None, **options) -> OptimizeResult: ...
+    class ClinicalOptimizer(BaseOptimizer[ClinicalOptions]):
+        Options = ClinicalOptions
+
+        def run(self, problem, rng, options: ClinicalOptions) -> OptimizeResult: ...
+
+``solve(problem, rng, options, **fields)`` validates the options (a model instance, a mapping
+or keyword fields) against ``Options`` and calls ``run``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
 from seedopt.errors import SeedoptError
 
 from .base import OptimizeResult, PlanProblem
+from .options import OptimizerOptions, parse_options
 
-OPTIMIZERS: dict[str, type[BaseOptimizer]] = {}
+OPTIMIZERS: dict[str, type[BaseOptimizer[Any]]] = {}
 """Registered optimizer classes by name."""
 DEFAULT_OPTIMIZER = "hybrid"
 """The optimizer used when none is named."""
 
-T = TypeVar("T", bound="type[BaseOptimizer]")
+T = TypeVar("T", bound="type[BaseOptimizer[Any]]")
+OptionsT = TypeVar("OptionsT", bound=OptimizerOptions)
 
 
-class BaseOptimizer(ABC):
+class BaseOptimizer(ABC, Generic[OptionsT]):
     """A plan optimizer: ``solve`` returns an ``OptimizeResult`` with ``fun = objective(x)``."""
 
     name: ClassVar[str] = ""
+    Options: ClassVar[type[OptimizerOptions]] = OptimizerOptions
+    """The model of this method's options (defaults, ranges, descriptions)."""
 
     def __init__(self, progress: bool = False) -> None:
         """``progress``: show a progress bar on long runs (on a terminal only)."""
@@ -48,11 +61,37 @@ class BaseOptimizer(ABC):
             mininterval=0.5,
         )
 
-    @abstractmethod
+    @classmethod
+    def parse_options(
+        cls, options: OptimizerOptions | Mapping[str, Any] | None = None, **fields: Any
+    ) -> OptionsT:
+        """``options`` with ``fields`` on top, validated against ``Options`` (a one-line
+        ``SeedoptError`` naming the bad key otherwise)."""
+        if fields:
+            base = (
+                options.model_dump(exclude_unset=True)
+                if isinstance(options, OptimizerOptions)
+                else dict(options or {})
+            )
+            options = {**base, **fields}
+        return parse_options(cls.Options, options, f"{cls.name or cls.__name__} options")  # type: ignore[return-value]
+
     def solve(
-        self, problem: PlanProblem, rng: np.random.Generator | int | None = None, **options: Any
+        self,
+        problem: PlanProblem,
+        rng: np.random.Generator | int | None = None,
+        options: OptimizerOptions | Mapping[str, Any] | None = None,
+        **fields: Any,
     ) -> OptimizeResult:
-        """Optimise the loading of ``problem``; the same ``rng`` seed gives the same plan."""
+        """Optimise the loading of ``problem``; the same ``rng`` seed gives the same plan.
+        ``options``: this method's ``Options`` (or a mapping), ``fields`` override them."""
+        return self.run(problem, rng, self.parse_options(options, **fields))
+
+    @abstractmethod
+    def run(
+        self, problem: PlanProblem, rng: np.random.Generator | int | None, options: OptionsT
+    ) -> OptimizeResult:
+        """``solve`` with validated options."""
 
 
 def register(name: str) -> Callable[[T], T]:
@@ -68,17 +107,22 @@ def register(name: str) -> Callable[[T], T]:
     return decorate
 
 
+def optimizer_class(name: str) -> type[BaseOptimizer[Any]]:
+    """The optimizer class registered as ``name``."""
+    cls = OPTIMIZERS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        known = ", ".join(sorted(OPTIMIZERS))
+        raise SeedoptError(f"unknown optimizer {name!r}; choose one of {known}")
+    return cls
+
+
 def get_optimizer(
-    name_or_instance: str | BaseOptimizer = DEFAULT_OPTIMIZER, progress: bool = False
-) -> BaseOptimizer:
+    name_or_instance: str | BaseOptimizer[Any] = DEFAULT_OPTIMIZER, progress: bool = False
+) -> BaseOptimizer[Any]:
     """An optimizer instance by registered name (an instance is returned as is)."""
     if isinstance(name_or_instance, BaseOptimizer):
         return name_or_instance
-    cls = OPTIMIZERS.get(name_or_instance) if isinstance(name_or_instance, str) else None
-    if cls is None:
-        known = ", ".join(sorted(OPTIMIZERS))
-        raise SeedoptError(f"unknown optimizer {name_or_instance!r}; choose one of {known}")
-    return cls(progress=progress)
+    return optimizer_class(name_or_instance)(progress=progress)
 
 
 def to_host(a: Any) -> np.ndarray:

@@ -114,7 +114,7 @@ def write_outputs(plan: Plan, outputs: OutputSet) -> list[str]:
 
     writers = {
         "plan.json": lambda path: write_json(path, plan_document(plan)),
-        "metrics.json": lambda path: write_json(path, plan.metrics),
+        "metrics.json": lambda path: write_json(path, plan.metrics.to_json()),
         "dose.h5": lambda path: write_dose_h5(path, plan),
         "dvh.png": lambda path: dvh_figure(plan, path),
         "slices.png": lambda path: slice_figure(plan, path),

@@ -6,8 +6,12 @@ Conventions (stated because clinical systems differ):
   fraction for partial volumes); its volume is ``sum(weights) * voxel_cc``.
 * ``D_x%`` (e.g. D90) is the largest dose d such that at least x % of the volume receives >= d:
   voxels sorted by dose, hottest first, and the dose of the voxel at which the cumulative
-  volume first reaches x %. ``D_v cc`` (D2cc, D0.1cc) is the same with an absolute volume; it
-  is NaN when the structure is smaller than v.
+  volume first reaches x %. ``D_v cc`` (D2cc, D0.1cc) is the same with an absolute volume.
+  For a structure smaller than v (on the grid) ``D_v cc`` is the dose of its coldest voxel:
+  the dose the whole structure receives at least. This is the rule the optimizer's objective
+  uses (``optimizer.objective.points_in_volume``: the k-th hottest point with k at most the
+  number of points), so the value reported is the value optimised. Only a structure with no
+  voxel at all has no D_v cc (NaN, reported "n/a", never a passed goal).
 * ``V_x`` is the percentage of the volume receiving >= x Gy.
 * Conformity, external volume and homogeneity indices as the published CT-guided I-125
   series define them (CI is van't Riet's conformation number, IJROBP 37:731, 1997):
@@ -49,9 +53,10 @@ class Structure:
         return float(self.volume_cc.sum())
 
     def dose_at_volume_cc(self, volume_cc: float) -> float:
-        """Minimum dose to the hottest ``volume_cc`` (Gy); NaN if the structure is smaller."""
+        """Minimum dose to the hottest ``volume_cc`` (Gy); the coldest voxel's dose if the
+        structure is smaller (module docstring); NaN if it has no voxel."""
         cum = np.cumsum(self.volume_cc)
-        if cum.size == 0 or volume_cc > cum[-1] * (1 + 1e-12):
+        if cum.size == 0:
             return float("nan")
         k = int(np.searchsorted(cum, volume_cc * (1 - 1e-12), side="left"))
         return float(self.dose_gy[min(k, cum.size - 1)])

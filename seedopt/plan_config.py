@@ -8,15 +8,16 @@ of the permanent-implant total dose. Set your institution's limits in the config
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
-    NonNegativeFloat,
-    PositiveFloat,
-    PositiveInt,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -29,9 +30,20 @@ from .case.config import (
     format_validation_error,
     read_yaml,
 )
+from .config_types import Count, PositiveReal, Seed
 from .errors import SeedoptError
 from .metrics import parse_requested_metric
+from .optimizer import (
+    DEFAULT_OPTIMIZER,
+    OPTIMIZERS,
+    HardLimit,
+    OptimizerOptions,
+    SoftWeights,
+    optimizer_class,
+    parse_options,
+)
 from .sources import DEFAULT_HALF_LIFE_D, Source, get_model
+from .validation import first_error, nested_error
 
 DEFAULT_CORD_D01CC_GY = 45.0
 DEFAULT_SKIN_D2CC_GY = 70.0
@@ -39,9 +51,9 @@ DEFAULT_SKIN_D2CC_GY = 70.0
 
 class SourceSpec(_Strict):
     model: str = "6711"
-    strength_u: PositiveFloat | None = Field(None, description="air-kerma strength per seed, U")
-    activity_mci: PositiveFloat | None = Field(None, description="apparent activity per seed, mCi")
-    half_life_d: PositiveFloat = DEFAULT_HALF_LIFE_D
+    strength_u: PositiveReal | None = Field(None, description="air-kerma strength per seed, U")
+    activity_mci: PositiveReal | None = Field(None, description="apparent activity per seed, mCi")
+    half_life_d: PositiveReal = DEFAULT_HALF_LIFE_D
 
     @model_validator(mode="after")
     def _one_strength(self) -> SourceSpec:
@@ -57,34 +69,69 @@ class SourceSpec(_Strict):
         return Source.from_activity(model, self.activity_mci, self.half_life_d)
 
 
-class HardLimitSpec(_Strict):
-    structure: str
-    metric: Literal["Dmax", "D0.1cc", "D1cc", "D2cc", "Dmean"]
-    max_gy: PositiveFloat
+def _numbers_not_booleans(cls: type) -> BeforeValidator:
+    """Refuse ``true``/``false`` where ``cls`` (a dataclass) expects a number: pydantic would
+    read them as 1 and 0 before the dataclass checks its values."""
+    numbers = {f.name for f in dataclasses.fields(cls) if f.type in ("float", float)}
+
+    def check(data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in numbers & set(data):
+                if isinstance(data[key], bool):
+                    raise ValueError(f"{key}: expected a number, got {str(data[key]).lower()}")
+        return data
+
+    return BeforeValidator(check)
 
 
-class WeightsSpec(_Strict):
-    v150_per_pct: NonNegativeFloat = 0.02
-    v200_per_pct: NonNegativeFloat = 0.05
-    per_seed: NonNegativeFloat = 0.05
-    per_needle: NonNegativeFloat = 0.1
-    organ_per_pct: NonNegativeFloat = Field(
-        default=0.05, description="per % of a hard limit its metric lies above organ_floor x limit"
-    )
-    organ_floor: float = Field(default=0.5, ge=0.0, le=1.0, description="fraction of the limit")
+HardLimitSpec = Annotated[HardLimit, _numbers_not_booleans(HardLimit)]
+"""A hard limit in ``goals.hard``: validates into the optimizer's ``HardLimit``."""
+WeightsSpec = Annotated[SoftWeights, _numbers_not_booleans(SoftWeights)]
+"""``goals.weights``: validates into the optimizer's ``SoftWeights`` (its defaults)."""
 
 
 class GoalsSpec(_Strict):
     hard: list[HardLimitSpec] | None = Field(default=None, description="default: cord and skin")
-    weights: WeightsSpec = WeightsSpec()
-    max_seeds: PositiveInt | None = None
-    max_needles: PositiveInt | None = None
+    weights: WeightsSpec = SoftWeights()
+    max_seeds: Count | None = None
+    max_needles: Count | None = None
 
 
 class OptimizerSpec(_Strict):
-    method: str = "hybrid"
-    seed: int = 0
-    options: dict[str, Any] = Field(default_factory=dict)
+    """The method by name, its random seed and its options, validated against the method's
+    options model (``optimizer/options.py``) when the config is loaded."""
+
+    method: str = Field(default=DEFAULT_OPTIMIZER, description="a registered optimizer")
+    seed: Seed = Field(default=0, description="random seed, a whole number >= 0")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the method (its Options model)"
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {v!r}; choose one of {', '.join(sorted(OPTIMIZERS))}"
+            )
+        return v
+
+    @field_validator("options")
+    @classmethod
+    def _options_of_method(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        method = info.data.get("method")
+        if method is not None:
+            try:
+                OPTIMIZERS[method].Options.model_validate(v)
+            except ValidationError as exc:
+                key, message = first_error(exc, OPTIMIZERS[method].Options)
+                raise nested_error(key, message) from None
+        return v
+
+    def options_for(self, method: str | None = None) -> OptimizerOptions:
+        """The options as ``method``'s model (default: this spec's method)."""
+        cls = optimizer_class(method or self.method)
+        return parse_options(cls.Options, self.options, f"{cls.name} options")
 
 
 class DoseSpec(_Strict):
@@ -97,7 +144,7 @@ class DoseSpec(_Strict):
 
 class PlanSpec(CaseSpec):
     source: SourceSpec
-    prescription_gy: PositiveFloat
+    prescription_gy: PositiveReal
     approach: ApproachSpec
     goals: GoalsSpec = GoalsSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
@@ -151,19 +198,29 @@ class PlanSpec(CaseSpec):
                 )
         return self
 
-    def hard_limits(self, skin_name: str) -> list[HardLimitSpec]:
+    def hard_limits(self, skin_name: str) -> list[HardLimit]:
         """The configured hard limits, or the documented defaults."""
         if self.goals.hard is not None:
             return list(self.goals.hard)
-        limits = [HardLimitSpec(structure=skin_name, metric="D2cc", max_gy=DEFAULT_SKIN_D2CC_GY)]
+        limits = [HardLimit(skin_name, "D2cc", DEFAULT_SKIN_D2CC_GY)]
         if self.roles.cord:
-            limits.insert(
-                0,
-                HardLimitSpec(
-                    structure=self.roles.cord, metric="D0.1cc", max_gy=DEFAULT_CORD_D01CC_GY
-                ),
-            )
+            limits.insert(0, HardLimit(self.roles.cord, "D0.1cc", DEFAULT_CORD_D01CC_GY))
         return limits
+
+    def with_method(self, method: str | None, where: str = "--method") -> PlanSpec:
+        """This spec planned with ``method`` (None: as is), its options validated against
+        that method's model before anything is computed."""
+        if method is None or method == self.optimizer.method:
+            return self
+        try:
+            optimizer = OptimizerSpec.model_validate(
+                {**self.optimizer.model_dump(exclude_unset=True), "method": method}
+            )
+        except ValidationError as exc:
+            raise SeedoptError(
+                format_validation_error(exc, where, OptimizerSpec, "optimizer")
+            ) from None
+        return self.model_copy(update={"optimizer": optimizer})
 
 
 def load_plan_spec(path: str | Path) -> PlanSpec:
@@ -172,4 +229,4 @@ def load_plan_spec(path: str | Path) -> PlanSpec:
     try:
         return PlanSpec.model_validate(data, context={"base_dir": Path(path).parent})
     except ValidationError as exc:
-        raise SeedoptError(format_validation_error(exc, str(path))) from None
+        raise SeedoptError(format_validation_error(exc, str(path), PlanSpec)) from None

@@ -3,9 +3,12 @@ a pre-plan with the implant (``seedopt plan``, ``evaluate``, the batch runner's 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+
+from .plan_metrics import Goal, PlanMetrics
 
 COMPARED = ("D90_gy", "D100_gy", "V100_pct", "V150_pct", "V200_pct", "D0.1cc_gy", "D2cc_gy")
 
@@ -23,29 +26,47 @@ def format_comparison(pre: dict[str, Any], post: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_report(m: dict[str, Any]) -> str:
-    """The metrics table a physicist reads: target, organs, indices, goals with pass/fail."""
-    t = m["structures"][m["target"]]
+def _gy(value: float, width: int = 8) -> str:
+    """A dose (Gy) in ``width`` columns, ``n/a`` when it is not computable."""
+    return f"{value:>{width}.1f}" if math.isfinite(value) else f"{'n/a':>{width}}"
+
+
+def _status(g: Goal) -> str:
+    if g.met:
+        return "PASS"
+    if not g.evaluated:
+        return f"NOT EVALUATED ({g.reason})"
+    return f"FAIL (misses by {g.miss_gy:.1f} Gy, {100 * g.miss_gy / g.limit:.1f} %)"
+
+
+def format_report(m: PlanMetrics) -> str:
+    """The metrics table a physicist reads: target, organs, indices, goals with pass/fail
+    (a goal whose value is not computable reads ``n/a  NOT EVALUATED (why)``, never PASS)."""
+    t = m.target_metrics()
+    i = m.indices
     lines = [
-        f"method {m['method']}: {m['n_seeds']} seeds on {m['n_needles']} needles, total "
-        f"{m['total_strength_u']:.2f} U; prescription {m['prescription_gy']:g} Gy",
-        f"target {m['target']} ({t['volume_cc']:.1f} cc): D90 {t['D90_gy']:.1f} Gy, "
+        f"method {m.method}: {m.n_seeds} seeds on {m.n_needles} needles, total "
+        f"{m.total_strength_u:.2f} U; prescription {m.prescription_gy:g} Gy",
+        f"target {m.target} ({t['volume_cc']:.1f} cc): D90 {t['D90_gy']:.1f} Gy, "
         f"D100 {t['D100_gy']:.1f} Gy, V100 {t['V100_pct']:.1f} %, V150 {t['V150_pct']:.1f} %, "
         f"V200 {t['V200_pct']:.1f} %",
-        f"CI {m['indices']['CI']:.2f}  EI {m['indices']['EI']:.2f}  HI {m['indices']['HI']:.2f}",
+        f"CI {i['CI']:.2f}  EI {i['EI']:.2f}  HI {i['HI']:.2f}",
         f"{'structure':16} {'cc':>7} {'Dmax':>8} {'D0.1cc':>8} {'D2cc':>8} {'Dmean':>8}  (Gy)",
     ]
-    for name, s in m["structures"].items():
+    for name, s in m.structures.items():
         lines.append(
-            f"{name:16} {s['volume_cc']:>7.1f} {s['Dmax_gy']:>8.1f} "
-            f"{s['D0.1cc_gy']:>8.1f} {s['D2cc_gy']:>8.1f} {s['Dmean_gy']:>8.1f}"
+            f"{name:16} {s['volume_cc']:>7.1f} {_gy(s['Dmax_gy'])} "
+            f"{_gy(s['D0.1cc_gy'])} {_gy(s['D2cc_gy'])} {_gy(s['Dmean_gy'])}"
+        )
+    for name, b in m.beyond_grid.items():
+        outside = "unbounded" if math.isinf(b.outside_cc) else f"{b.outside_cc:.1f} cc"
+        lines.append(
+            f"{name}: {b.inside_cc:.1f} cc inside the dose grid, {outside} outside "
+            f"(dose there not computed, at most {b.dose_outside_max_gy:.1f} Gy)"
         )
     lines.append("goals:")
-    for g in m["goals"]:
-        status = (
-            "PASS" if g["met"] else f"FAIL (misses by {g['miss']:.1f} Gy, {g['miss_pct']:.1f} %)"
-        )
-        lines.append(f"  {g['name']:40} {g['value']:8.1f} Gy  {status}")
-    times = ", ".join(f"{k} {v:.2f} s" for k, v in m["runtime_s"].items())
+    for g in m.goals:
+        lines.append(f"  {g.name:40} {_gy(g.value)} Gy  {_status(g)}")
+    times = ", ".join(f"{k} {v:.2f} s" for k, v in m.runtime_s.items())
     lines.append(f"time: {times}")
     return "\n".join(lines)

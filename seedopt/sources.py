@@ -22,6 +22,7 @@ from importlib import resources
 import numpy as np
 import yaml
 
+from .config_types import MAX_MAGNITUDE
 from .errors import SeedoptError
 
 HOURS_PER_DAY = 24.0
@@ -79,11 +80,17 @@ class Source:
 
     def __post_init__(self) -> None:
         s = self.air_kerma_strength_u
-        if not (isinstance(s, (int, float)) and math.isfinite(s) and s > 0):
-            raise SeedoptError(f"source strength must be a positive number of U, got {s!r}")
+        if not (isinstance(s, (int, float)) and math.isfinite(s) and 0 < s <= MAX_MAGNITUDE):
+            raise SeedoptError(
+                f"source strength must be a positive number of U (at most {MAX_MAGNITUDE:g}), "
+                f"got {s!r}"
+            )
         t = self.half_life_d
-        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
-            raise SeedoptError(f"half_life_d must be a positive number of days, got {t!r}")
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 < t <= MAX_MAGNITUDE):
+            raise SeedoptError(
+                f"half_life_d must be a positive number of days (at most {MAX_MAGNITUDE:g}), "
+                f"got {t!r}"
+            )
 
     @classmethod
     def from_activity(

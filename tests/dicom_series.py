@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -169,3 +170,75 @@ def phantom_rois() -> dict[str, tuple[str, dict[float, list[np.ndarray]]]]:
         "GTV": ("GTV", sphere_planes((0.0, -20.0, 0.0), 12.0, zs)),
         "Spinal Cord": ("ORGAN", cord),
     }
+
+
+RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
+
+
+def post_implant_rois() -> dict[str, tuple[str, dict[float, list[np.ndarray]]]]:
+    """A post-implant export as commercial planning systems write it: a prostate (radius
+    18 mm) with its urethra (radius 3 mm) and a rectum behind it, contoured every 2.5 mm, and
+    a BODY ROI with no contours."""
+    zs = np.arange(-20.0, 20.1, 2.5)
+    return {
+        "BODY": ("EXTERNAL", {}),
+        "Prostate": ("PTV", sphere_planes((0.0, 0.0, 0.0), 18.0, zs)),
+        "Urethra": ("ORGAN", {float(z): [circle(0.0, 0.0, 3.0, 24)] for z in zs[2:-2]}),
+        "Rectum": ("ORGAN", {float(z): [circle(0.0, 28.0, 8.0, 36)] for z in zs}),
+    }
+
+
+def write_vendor_rtplan(
+    path: Path,
+    seeds_mm: np.ndarray,
+    structure_set: Path,
+    *,
+    strength_u: float = 0.5,
+    technique: str = "PERMANENT",
+    source_strength: bool = False,
+) -> Path:
+    """An LDR seed RT Plan as a commercial planning system writes it: one application setup
+    per seed (one channel, two control points at the seed, weights 0 and 1), a dummy second
+    source that no channel uses, the strength as ReferenceAirKermaRate only (with
+    ``source_strength`` also as SourceStrength), every setup named in the fraction group."""
+    rs = pydicom.dcmread(structure_set, stop_before_pixels=True)
+    ds = _base(RT_PLAN_STORAGE, "RTPLAN", rs.StudyInstanceUID, rs.FrameOfReferenceUID)
+    ds.SeriesInstanceUID = generate_uid()
+    ds.RTPlanLabel, ds.RTPlanGeometry = "POST", "PATIENT"
+    ref = Dataset()
+    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = rs.SOPClassUID, rs.SOPInstanceUID
+    ds.ReferencedStructureSetSequence = Sequence([ref])
+    ds.BrachyTreatmentTechnique, ds.BrachyTreatmentType = technique, "LDR"
+    seed, dummy = Dataset(), Dataset()
+    seed.SourceNumber, seed.SourceModelID, seed.SourceIsotopeName = 1, "6711", "I-125"
+    seed.ReferenceAirKermaRate = strength_u
+    if source_strength:
+        seed.SourceStrengthUnits, seed.SourceStrength = "AIR_KERMA_RATE", strength_u
+    dummy.SourceNumber, dummy.SourceModelID, dummy.ReferenceAirKermaRate = 2, "DUMMY", 0.0
+    ds.SourceSequence = Sequence([seed, dummy])
+    setups, used = [], []
+    for k, p in enumerate(np.asarray(seeds_mm, dtype=float)):
+        ch = Dataset()
+        ch.ChannelNumber, ch.ReferencedSourceNumber, ch.NumberOfControlPoints = 1, 1, 2
+        ch.FinalCumulativeTimeWeight = 1.0
+        points = []
+        for j in (0, 1):
+            cp = Dataset()
+            cp.ControlPointIndex, cp.CumulativeTimeWeight = j, float(j)
+            cp.ControlPoint3DPosition = [f"{v:.3f}" for v in p]
+            points.append(cp)
+        ch.BrachyControlPointSequence = Sequence(points)
+        setup = Dataset()
+        setup.ApplicationSetupNumber, setup.ApplicationSetupType = k + 1, "FREE"
+        setup.ChannelSequence = Sequence([ch])
+        setups.append(setup)
+        r = Dataset()
+        r.ReferencedBrachyApplicationSetupNumber = k + 1
+        used.append(r)
+    ds.ApplicationSetupSequence = Sequence(setups)
+    group = Dataset()
+    group.FractionGroupNumber, group.NumberOfBrachyApplicationSetups = 1, len(setups)
+    group.ReferencedBrachyApplicationSetupSequence = Sequence(used)
+    ds.FractionGroupSequence = Sequence([group])
+    ds.save_as(path, enforce_file_format=True)
+    return path

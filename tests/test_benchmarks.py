@@ -66,16 +66,16 @@ def test_the_clinical_comparison_plans_to_the_baselines_d90_and_organ_doses() ->
     )
     base = plan_case(clinical, cpu_backend(), method="clinical", cache_dir=None).metrics
     matched = matched_spec(spec, base)
-    d90 = base["structures"]["GTV"]["D90_gy"]
+    d90 = base.structures["GTV"]["D90_gy"]
     assert matched.prescription_gy == max(spec.prescription_gy, d90)
     assert matched.goals.weights.organ_per_pct == 0.0
-    cord = base["structures"]["Cord"]["D0.1cc_gy"]
+    cord = base.structures["Cord"]["D0.1cc_gy"]
     assert [(h.structure, h.metric, h.max_gy) for h in matched.goals.hard] == [
         ("Cord", "D0.1cc", min(45.0, cord + organ_tolerance_gy(cord))),
         (
             "Skin",
             "D2cc",
-            min(70.0, (s := base["structures"]["Skin"]["D2cc_gy"]) + max(0.01 * s, 0.5)),
+            min(70.0, (s := base.structures["Skin"]["D2cc_gy"]) + max(0.01 * s, 0.5)),
         ),
     ]
 

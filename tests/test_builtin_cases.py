@@ -14,10 +14,8 @@ import pytest
 from seedopt.optimizer import get_optimizer, terms
 
 from seedopt.backend import cpu_backend
-from seedopt.candidates import build_candidates
-from seedopt.case import Case
+from seedopt.pipeline import prepare
 from seedopt.plan_config import load_plan_spec
-from seedopt.planning import build_problem
 
 
 @pytest.mark.parametrize("name", ["vertebral", "chest_wall", "head_neck", "cervical_node"])
@@ -25,11 +23,7 @@ def test_default_method_keeps_the_hard_limits_milp_proves_reachable(
     name: str, tmp_path: Path
 ) -> None:
     spec = load_plan_spec(str(resources.files("seedopt.configs").joinpath("cases", f"{name}.yaml")))
-    case = Case.from_spec(spec)
-    candidates = build_candidates(case, spec.approach)
-    problem, _ = build_problem(
-        spec, case, candidates, spec.source.build(), cpu_backend(), cache_dir=None
-    )
+    problem = prepare(spec, cpu_backend()).problem
     witness = get_optimizer("milp").solve(
         problem, require_d90=True, max_points=300, time_limit_s=30.0
     )

@@ -158,7 +158,7 @@ def test_nan_coordinates(tmp_path: Path) -> None:
     points = write_csv(tmp_path / "p.csv", "x_mm,y_mm,z_mm", ["1,2,3", "nan,0,0"])
     one_line_error(
         dose_cli(seeds, points),
-        r"dose points has 1 row\(s\) with NaN or infinite coordinates \(first: row 1\)",
+        r"points file .*p\.csv: line 3, column x_mm: nan is not finite",
     )
 
 
@@ -167,7 +167,7 @@ def test_zero_length_needle_direction(tmp_path: Path) -> None:
     points = write_csv(tmp_path / "p.csv", "x_mm,y_mm,z_mm", ["1,2,3"])
     one_line_error(
         dose_cli(seeds, points),
-        r"direction of zero length at row 1",
+        r"seeds file .*s\.csv: line 3: direction \(ux, uy, uz\) of zero length",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,10 +19,12 @@ from dicom_series import (
     SPACING_MM,
     ct_planes,
     phantom_rois,
+    post_implant_rois,
     sphere_planes,
     square,
     write_ct,
     write_rtstruct,
+    write_vendor_rtplan,
 )
 from pydicom.uid import generate_uid
 from test_cli import one_line_error, seedopt
@@ -29,6 +32,7 @@ from test_cli import one_line_error, seedopt
 from seedopt.case import Grid
 from seedopt.dicom import load_ct, load_rtstruct, rasterize, read_rtdose, read_rtplan_seeds
 from seedopt.dicom.ct import body_from_ct
+from seedopt.plan_config import load_plan_spec
 
 SAMPLE = Path(__file__).parent / "data" / "dicom" / "dicompyler_breast"
 needs_dciodvfy = pytest.mark.skipif(
@@ -81,7 +85,7 @@ def test_rasterized_sphere_matches_the_contour_stack_volume(tmp_path, uids, spac
     zs = np.arange(-20, 20.1, 2.5)
     planes = sphere_planes((3.3, -1.7, 0.4), 15.0, zs)
     rs = write_rtstruct(tmp_path / "rs.dcm", {"S": ("PTV", planes)}, **uids)
-    roi = load_rtstruct(rs).rois["S"]
+    roi = load_rtstruct(rs).roi("S")
     grid = Grid.covering((-25, -25, -25), (25, 25, 25), spacing)
     volume = float((rasterize(roi, grid, 2.5) >= 0.5).sum()) * spacing**3
     stack = sum(_area(p[0]) * 2.5 for p in planes.values())
@@ -101,7 +105,7 @@ def test_holes_subtract_and_islands_add(tmp_path, uids) -> None:
         for z in np.arange(-10, 10.1, 2.5)
     }
     rs = write_rtstruct(tmp_path / "rs.dcm", {"Ring": ("ORGAN", planes)}, **uids)
-    roi = load_rtstruct(rs).rois["Ring"]
+    roi = load_rtstruct(rs).roi("Ring")
     grid = Grid.covering((-19.5, -19.5, -15), (40, 20, 15), 1.0)  # edges on voxel faces
     occupancy = rasterize(roi, grid, 2.5)
     area = float((occupancy >= 0.5)[15].sum())
@@ -165,10 +169,17 @@ def _sixteen_bit_copy(path: Path, out: Path) -> Path:
     return out
 
 
-def _plan_from_dicom(tmp_path: Path, args: list[str], target: str, rx: str) -> tuple[Path, Path]:
+def _plan_from_dicom(
+    tmp_path: Path, args: list[str], target: str, rx: str, name: str | None = None
+) -> tuple[Path, Path]:
+    """init-case (the case renamed ``name`` when given), then a clinical plan."""
     cfg = tmp_path / "case.yaml"
     r = seedopt("init-case", *args, "--target", target, "--rx", rx, "--out", str(cfg))
     assert r.returncode == 0, r.stderr
+    if name is not None:
+        line = f"name: {json.dumps(name)}"
+        text = re.sub(r"(?m)^name: .*$", lambda _: line, cfg.read_text(), count=1)
+        cfg.write_text(text)
     out = tmp_path / "plan"
     r = seedopt(
         "plan",
@@ -461,13 +472,16 @@ def test_contours_outside_the_ct(tmp_path, uids) -> None:
     )
 
 
-def test_real_sample_ct_holds_one_slice_of_its_structure_set(tmp_path) -> None:
+def test_a_single_ct_slice_is_not_used_and_a_note_says_so(tmp_path) -> None:
+    """The sample's one CT slice of the 98 its structure set was drawn on: init-case takes the
+    grid from the structures, as without a CT."""
     ct = tmp_path / "ct"
     ct.mkdir()
     shutil.copy(SAMPLE / "ct.0.dcm", ct)
-    one_line_error(
-        _init(ct, SAMPLE / "rtss.dcm", tmp_path, "Tumor Bed"), r"contours outside the CT"
-    )
+    r = _init(ct, SAMPLE / "rtss.dcm", tmp_path, "Tumor Bed")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"seedopt: note: --ct .* holds one CT slice: it is not used", r.stderr)
+    assert "ct: null" in (tmp_path / "c.yaml").read_text()
 
 
 def test_non_axial_ct(tmp_path, uids) -> None:
@@ -483,3 +497,102 @@ def test_rt_plan_with_no_seeds(tmp_path, phantom) -> None:
     photon_plan = SAMPLE / "rtplan.dcm"  # a photon plan: beams, no seeds
     r = seedopt("evaluate", str(cfg), "--seeds", str(photon_plan), "--out", str(tmp_path / "o"))
     one_line_error(r, r"the RT Plan has no seeds")
+
+
+# --- real-world post-implant input ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "technique, ct_slices, source_strength",
+    [("PERMANENT", 0, False), ("INTERSTITIAL", 1, True)],
+    ids=["no CT", "one CT slice"],
+)
+def test_post_implant_from_a_commercial_export(
+    tmp_path, uids, technique, ct_slices, source_strength
+) -> None:
+    """A commercial system's post-implant export: one application setup per seed, a dummy
+    second source, the strength as ReferenceAirKermaRate (SourceStrength missing or given),
+    a BODY ROI with no contours, no CT or one CT slice. init-case and evaluate give the target
+    and organ metrics on a grid from the structures, no skin, and notes that say so."""
+    rs = write_rtstruct(tmp_path / "rs.dcm", post_implant_rois(), **uids)
+    args = []
+    if ct_slices:
+        for path in write_ct(tmp_path / "ct", **uids)[ct_slices:]:
+            path.unlink()
+        args = ["--ct", str(tmp_path / "ct")]
+    seeds = np.array([[x, y, z] for x in (-8, 8) for y in (-8, 8) for z in (-10, 0, 10)], float)
+    plan = write_vendor_rtplan(
+        tmp_path / "plan.dcm", seeds, rs, technique=technique, source_strength=source_strength
+    )
+    cfg = tmp_path / "c.yaml"
+    r = seedopt(
+        "init-case", *args, "--rtstruct", str(rs), "--target", "prostate", "--rx", "145",
+        "--out", str(cfg),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert re.search(
+        r"seedopt: note: rs\.dcm: 'BODY' has no contours and no CT: the body is the dose grid "
+        r"\(water\); skin metrics are unavailable",
+        r.stderr,
+    )
+    r = seedopt("evaluate", str(cfg), "--seeds", str(plan), "--out", str(tmp_path / "post"))
+    assert r.returncode in (0, 3), r.stderr
+    assert "seedopt: note: plan.dcm: source 2 is used by no channel (a dummy source)" in r.stderr
+    assert (
+        "seedopt: note: the skin role is the body 'Dose grid (no body)': skin metrics are "
+        "unavailable" in r.stderr
+    )
+    metrics = json.loads((tmp_path / "post" / "metrics.json").read_text())
+    assert metrics["n_seeds"] == len(seeds)
+    assert metrics["source"] == {"model": "6711", "air_kerma_strength_u": 0.5}
+    structures = metrics["structures"]
+    assert structures["Prostate"]["D90_gy"] > 0 and structures["Rectum"]["D2cc_gy"] > 0
+    assert "Skin" not in structures and "BODY" not in structures
+    spec = load_plan_spec(cfg)
+    grid = np.array([spec.grid.min_mm, spec.grid.max_mm])
+    np.testing.assert_allclose(grid[:, 0], [-38, 38])  # the prostate's +- 18 mm, plus 20 mm
+
+
+# --- exported files conform although the input does not ------------------------------------
+
+BAD_HEADER = {
+    "PatientBirthDate": "9f86d081884c7d65",  # a hash in a date
+    "StudyDate": "20261399",
+    "StudyTime": "25:61",
+    "PatientID": "P" * 80,  # LO: at most 64
+    "AccessionNumber": "A" * 20,  # SH: at most 16
+    "PatientSex": "MALE",
+    "ReferringPhysicianName": "Dr\x07Who",
+    "StudyInstanceUID": "1.2.840.abc",
+}
+
+
+@needs_dciodvfy
+@pytest.mark.filterwarnings("ignore:Invalid value for VR", "ignore:The value length")
+def test_exported_files_conform_although_the_input_does_not(tmp_path, uids) -> None:
+    """A structure set whose patient and study attributes are invalid for their VR: the RT
+    Plan and RT Dose (of plan and of evaluate) leave them empty (UIDs: replaced), with a note
+    for each, keep a valid name that needs UTF-8, and pass dciodvfy without an Error line."""
+    rois = {"BODY": ("EXTERNAL", sphere_planes((0, 0, 0), 45.0, ct_planes()))}
+    rois.update(phantom_rois())
+    rs = write_rtstruct(tmp_path / "rs.dcm", rois, **uids)
+    ds = pydicom.dcmread(rs)
+    for keyword, value in BAD_HEADER.items():
+        setattr(ds, keyword, value)
+    ds.SpecificCharacterSet, ds.PatientName = "ISO_IR 192", "山田^太郎"  # valid, not Latin-1
+    ds.save_as(rs)
+    name = "left\\right breast, " + "x" * 80  # a backslash would make two values
+    cfg, out = _plan_from_dicom(tmp_path, ["--rtstruct", str(rs)], "GTV", "120", name)
+    r = seedopt("evaluate", str(cfg), "--seeds", str(out / "rtplan.dcm"), "--out", str(out / "e"))
+    assert r.returncode in (0, 3), r.stderr
+    for keyword in BAD_HEADER:
+        assert re.search(rf"seedopt: note: {keyword} .* of rs\.dcm .*in the new RTDOSE", r.stderr)
+    plan = pydicom.dcmread(out / "rtplan.dcm")
+    assert plan.PatientBirthDate == "" and plan.PatientSex == "" and plan.PatientID == ""
+    assert plan.StudyInstanceUID != BAD_HEADER["StudyInstanceUID"]
+    assert plan.SpecificCharacterSet == "ISO_IR 192" and str(plan.PatientName) == "山田^太郎"
+    assert plan.RTPlanLabel == "left/right breas" and len(plan.RTPlanName) == 64
+    assert pydicom.dcmread(out / "rtdose.dcm").StudyInstanceUID == plan.StudyInstanceUID
+    assert _dciodvfy_errors(out / "rtplan.dcm") == []
+    assert _dciodvfy_errors(_sixteen_bit_copy(out / "rtdose.dcm", tmp_path / "d16.dcm")) == []
+    assert _dciodvfy_errors(_sixteen_bit_copy(out / "e" / "rtdose.dcm", tmp_path / "e16.dcm")) == []

@@ -22,11 +22,10 @@ from test_optimizers import brute_force
 from test_planning import SMALL
 
 from seedopt.backend import Backend, cpu_backend
-from seedopt.candidates import build_candidates
-from seedopt.case import Case
 from seedopt.errors import SeedoptError
+from seedopt.pipeline import prepare
 from seedopt.plan_config import PlanSpec
-from seedopt.planning import build_problem, plan_case
+from seedopt.planning import plan_case
 
 
 def with_matrices(problem: PlanProblem, convert: Callable[[Any], Any]) -> PlanProblem:
@@ -107,8 +106,8 @@ def test_gpu_plans_are_as_good_as_cpu_plans(tmp_path: Path) -> None:
     spec = PlanSpec.model_validate(copy.deepcopy(SMALL))
     cpu = [plan_case(spec, cpu_backend(), seed=s, cache_dir=tmp_path) for s in range(5)]
     gpu = plan_case(spec, select_backend("gpu")[0], seed=0, cache_dir=None)
-    worst = max(p.metrics["objective"] for p in cpu)
-    assert gpu.metrics["objective"] <= worst * 1.02
+    worst = max(p.metrics.objective for p in cpu)
+    assert gpu.metrics.objective <= worst * 1.02
     assert gpu.goals_met and all(p.goals_met for p in cpu)
 
 
@@ -120,18 +119,17 @@ def test_half_storage_moves_d90_and_every_organ_metric_by_at_most_2_to_the_minus
 
     spec = PlanSpec.model_validate(copy.deepcopy(SMALL))
     planned = plan_case(spec, cpu_backend(), cache_dir=None)
-    case = Case.from_spec(spec)
-    cands = build_candidates(case, spec.approach)
+    base = prepare(spec, cpu_backend())
 
     def problem(storage: str) -> PlanProblem:
         dose_spec = spec.dose.model_copy(update={"storage": storage})
         s = spec.model_copy(update={"dose": dose_spec})
-        return build_problem(s, case, cands, spec.source.build(), cpu_backend(), None)[0]
+        return prepare(s, cpu_backend(), reuse=base).problem
 
     p32, p16 = problem("float32"), problem("float16")
     assert p16.A_target.dtype == np.float16
     rng = np.random.default_rng(0)
-    x = np.vstack([planned.loaded, rng.random((20, cands.n_seeds)) < 0.3])
+    x = np.vstack([planned.loaded, rng.random((20, base.candidates.n_seeds)) < 0.3])
 
     def metrics(p: PlanProblem) -> np.ndarray:
         organs = [limit_value(dose(p.A_oar[h.structure], x), h, p.voxel_cc) for h in p.hard]
@@ -165,16 +163,15 @@ def test_a_plan_that_cannot_keep_float32_says_it_stored_the_matrix_in_float16(mo
 
     spec = PlanSpec.model_validate(copy.deepcopy(SMALL))
     first = plan_case(spec, cpu_backend(), cache_dir=None)
-    assert first.metrics["dose_matrix_dtype"] == "float32" and first.metrics["notes"] == []
-    case = Case.from_spec(spec)
-    cands = build_candidates(case, spec.approach)
-    p = build_problem(spec, case, cands, spec.source.build(), cpu_backend(), None)[0]
+    assert first.metrics.optimizer.dose_matrix_dtype == "float32"
+    assert not any("float16" in note for note in first.metrics.notes)
+    p = prepare(spec, cpu_backend()).problem
     float32_bytes = p.A_target.nbytes + sum(a.nbytes for a in p.A_oar.values())
     monkeypatch.setattr(Backend, "free_bytes", lambda self: 2 * float32_bytes - 1)
     half = plan_case(spec, cpu_backend(), cache_dir=None)
-    assert half.metrics["dose_matrix_dtype"] == "float16"
-    assert half.metrics["notes"] == [
+    assert half.metrics.optimizer.dose_matrix_dtype == "float16"
+    assert half.metrics.notes[0] == (
         "the float32 dose matrix does not fit twice in the free memory of the cpu: "
         "stored in float16 (dose sums within 0.1 % of float32)"
-    ]
+    )
     assert half.goals_met

@@ -162,7 +162,9 @@ def test_a_matrix_too_big_for_memory_is_refused_before_allocating(monkeypatch) -
 
     monkeypatch.setattr(Backend, "free_bytes", lambda self: 1000)
     with pytest.raises(
-        SeedoptError, match=r"needs 0.00 GiB but only 0.00 GiB is free on the cpu; use float16"
+        SeedoptError,
+        match=r"needs 0.00 GiB but only 0.00 GiB is free on the cpu; use fewer points "
+        r"\(a coarser grid.spacing_mm\), fewer candidate seeds .* dose.storage float16",
     ):
         influence_matrix(np.zeros((100, 3)), np.zeros((10, 3)), [0, 0, 1], SOURCE)
 

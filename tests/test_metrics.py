@@ -35,7 +35,8 @@ def test_absolute_volume_doses() -> None:
     assert s.dose_at_volume_cc(0.1) == 100.0  # D0.1cc: the hottest voxel
     assert s.dose_at_volume_cc(0.3) == 80.0
     assert s.dose_at_volume_cc(0.25) == 80.0  # 0.25 cc needs a third voxel
-    assert math.isnan(s.dose_at_volume_cc(2.0))  # D2cc of a 1 cc structure
+    assert s.dose_at_volume_cc(2.0) == 10.0  # D2cc of a 1 cc structure: its coldest voxel
+    assert math.isnan(Structure(np.zeros(0), np.zeros(0)).dose_at_volume_cc(0.1))  # no voxel
 
 
 def test_volume_percent_mean_and_max() -> None:

@@ -57,7 +57,7 @@ def brute_force(problem: PlanProblem) -> tuple[np.ndarray, float]:
 def check_contract(problem: PlanProblem, res: OptimizeResult, name: str) -> None:
     assert isinstance(res, OptimizeResult)
     assert res.x.dtype == np.bool_ and res.x.shape == (problem.n_candidates,)
-    scale = res.extra.get("strength_scale", 1.0)  # a method that rescales the seed strength
+    scale = res.strength_scale  # a method that rescales the seed strength
     scaled = dataclasses.replace(
         problem,
         A_target=problem.A_target * scale,
@@ -86,7 +86,7 @@ def test_registry_lookup_default_and_register_decorator() -> None:
 
     @register("test-empty")
     class Empty(BaseOptimizer):
-        def solve(self, problem, rng=None, **options):  # type: ignore[no-untyped-def]
+        def run(self, problem, rng, options):  # type: ignore[no-untyped-def]
             raise NotImplementedError
 
     try:
@@ -420,14 +420,14 @@ def test_clinical_count_scaling_loads_the_fewest_ranked_seeds_that_reach_d90() -
     assert set(np.flatnonzero(res.x).tolist()) == set(ranking[:k].tolist())
     d90 = lambda n: float(terms(problem, np.isin(np.arange(36), ranking[:n])).d90_gy)  # noqa: E731
     assert d90(k) >= RX_GY > d90(k - 1)
-    assert "strength_scale" not in res.extra  # the config's strength is kept
+    assert res.strength_scale == 1.0  # the config's strength is kept
 
 
 def test_clinical_strength_scaling_reaches_d90_exactly_with_the_pattern() -> None:
     problem = synthetic_problem(0, RECTUM_LIMITS, needles=6, per_needle=6)
     res = get_optimizer("clinical").solve(problem, scaling="strength")
     assert np.array_equal(res.x, clinical_loading(problem))
-    scale = res.extra["strength_scale"]
+    scale = res.strength_scale
     d90 = float(terms(problem, res.x).d90_gy) * scale
     assert d90 == pytest.approx(RX_GY, rel=1e-5)
 

@@ -166,7 +166,8 @@ def test_replanning_reuses_the_cached_dose_matrix(tmp_path: Path) -> None:
     first = plan_case(spec, cpu_backend(), cache_dir=tmp_path / "cache")
     changed = spec.model_copy(update={"prescription_gy": 110.0})
     second = plan_case(changed, cpu_backend(), cache_dir=tmp_path / "cache")
-    assert not first.metrics["dose_matrix_cached"] and second.metrics["dose_matrix_cached"]
+    assert not first.metrics.optimizer.dose_matrix_cached
+    assert second.metrics.optimizer.dose_matrix_cached
 
 
 def test_same_seed_same_plan(tmp_path: Path) -> None:
@@ -199,8 +200,17 @@ def test_unreachable_goals_give_the_best_plan_and_exit_code_3(tmp_path: Path) ->
         ({"source": {"model": "6711"}}, r"source: .*exactly one of strength_u"),
         (
             {"goals": {"weights": {"organ_floor": 1.5}}},
-            r"goals\.weights\.organ_floor: Input should be less than or equal to 1",
+            r"goals\.weights: organ_floor must be a fraction of the limit in \[0, 1\], got 1\.5",
         ),
+        (
+            {"goals": {"hard": [{"structure": "Cord", "metric": "Dmax", "max_gy": True}]}},
+            r"goals\.hard\.0: max_gy: expected a number, got true",
+        ),
+        (
+            {"goals": {"hard": [{"structure": "Cord", "metric": "Dmax", "max_gy": 5, "gy": 1}]}},
+            r"goals\.hard\.0\.gy: unknown key",
+        ),
+        ({"goals": {"weights": {"per_seed": -1}}}, r"goals\.weights: per_seed must be >= 0"),
         ({"metrics": {"GTV": ["D98", "X5"]}}, r"metrics\.GTV\.1: 'X5' is not a Dx / Vx metric"),
         ({"metrics": {"Cords": ["D1cc"]}}, r"metrics\.Cords: no structure named 'Cords'"),
         (

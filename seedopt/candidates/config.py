@@ -12,9 +12,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
-    PositiveFloat,
-    PositiveInt,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -22,6 +19,7 @@ from pydantic import (
 )
 
 from ..case.shapes import Vec3
+from ..config_types import Count, Length_mm, NonNegativeLength_mm, PositiveReal, Real
 from ..errors import SeedoptError
 
 
@@ -35,24 +33,22 @@ def _unit(v: Vec3) -> Vec3:
 class SeedSettings(BaseModel):
     """Where candidate seeds may lie along a needle, and where needles may not go (mm)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    seed_pitch_mm: PositiveFloat = Field(5.0, description="spacing of seed positions, mm")
-    target_margin_mm: NonNegativeFloat = Field(
+    seed_pitch_mm: Length_mm = Field(5.0, description="spacing of seed positions, mm")
+    target_margin_mm: NonNegativeLength_mm = Field(
         0.0, description="seeds lie inside the target expanded by this, mm"
     )
-    skin_keepout_mm: NonNegativeFloat = Field(
+    skin_keepout_mm: NonNegativeLength_mm = Field(
         5.0, description="least distance of a seed centre from outside the body, mm"
     )
-    cord_keepout_mm: NonNegativeFloat = Field(
+    cord_keepout_mm: NonNegativeLength_mm = Field(
         10.0, description="least distance of a seed centre from the cord, mm"
     )
-    nogo_margin_mm: NonNegativeFloat = Field(
+    nogo_margin_mm: NonNegativeLength_mm = Field(
         3.0, description="least distance of a needle path from every nogo structure, mm"
     )
-    max_depth_mm: PositiveFloat = Field(
-        200.0, description="longest insertion, skin entry to tip, mm"
-    )
+    max_depth_mm: Length_mm = Field(200.0, description="longest insertion, skin entry to tip, mm")
 
 
 class TemplateSpec(SeedSettings):
@@ -61,8 +57,8 @@ class TemplateSpec(SeedSettings):
     kind: Literal["template"]
     plane_point_mm: Vec3 = Field(description="a point of the template plane, outside the body")
     direction: Vec3 = Field(description="needle direction, into the patient (normalised)")
-    hole_pitch_mm: PositiveFloat = Field(5.0, description="hole spacing, mm")
-    size_mm: PositiveFloat = Field(100.0, description="width of the square hole lattice, mm")
+    hole_pitch_mm: Length_mm = Field(5.0, description="hole spacing, mm")
+    size_mm: Length_mm = Field(100.0, description="width of the square hole lattice, mm")
 
     @field_validator("direction")
     @classmethod
@@ -83,13 +79,13 @@ class FreehandSpec(SeedSettings):
 
     kind: Literal["freehand"]
     reference_direction: Vec3 = Field(description="central needle direction, into the patient")
-    max_angle_deg: float = Field(20.0, ge=0.0, lt=90.0, description="widest tilt, degrees")
-    entry_spacing_mm: PositiveFloat = Field(5.0, description="spacing of skin entries, mm")
-    angle_step_deg: PositiveFloat = Field(10.0, description="step of the direction fan, degrees")
-    min_needle_distance_mm: NonNegativeFloat = Field(
+    max_angle_deg: Real = Field(20.0, ge=0.0, lt=90.0, description="widest tilt, degrees")
+    entry_spacing_mm: Length_mm = Field(5.0, description="spacing of skin entries, mm")
+    angle_step_deg: PositiveReal = Field(10.0, description="step of the direction fan, degrees")
+    min_needle_distance_mm: NonNegativeLength_mm = Field(
         5.0, description="least distance between two needles inside the target, mm"
     )
-    max_needles_considered: PositiveInt = Field(400, description="most needles kept")
+    max_needles_considered: Count = Field(400, description="most needles kept")
 
     @field_validator("reference_direction")
     @classmethod

@@ -12,7 +12,7 @@ from ..atomic import atomic_path
 from ..errors import SeedoptError
 from .config import CaseSpec
 from .grid import Grid
-from .shapes import build_masks
+from .shapes import ImageSource, build_masks
 from .structures import expand, skin_shell
 
 DERIVED_SKIN = "Skin"
@@ -58,16 +58,12 @@ class Case:
             raise SeedoptError(f"case {self.name}: prior dose shape differs from the grid's")
 
     @classmethod
-    def from_spec(cls, spec: CaseSpec) -> Case:
-        """Build the masks of a validated case config."""
+    def from_spec(cls, spec: CaseSpec, images: ImageSource | None = None) -> Case:
+        """Build the masks of a validated case config; image-based structures (``contours``,
+        ``ct_body``) come from ``images``, read once by the caller (``seedopt.pipeline``:
+        the case layer reads no DICOM)."""
         g = spec.grid
         grid = Grid.covering(g.min_mm, g.max_mm, g.spacing_mm)
-        images = None
-        if spec.dicom is not None:
-            from ..dicom.images import load_images
-
-            d = spec.dicom
-            images = load_images(d.rtstruct, d.ct, d.slice_thickness_mm)
         masks = build_masks(dict(spec.structures), grid, images)
         roles = spec.roles
         target = roles.target

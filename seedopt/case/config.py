@@ -6,35 +6,39 @@ Unknown keys and bad values are errors that name the key (``structures.GTV.radii
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
-    PositiveFloat,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from ..config_types import Length_mm, NonNegativeLength_mm, Point_mm
 from ..errors import SeedoptError
-from .shapes import Contours, CTBody, ShapeSpec, Vec3
+from ..safe_yaml import read_yaml_file
+from ..validation import closest, format_validation_error
+from .shapes import Contours, CTBody, ShapeSpec
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+Spacing_mm = Annotated[Length_mm, Field(ge=0.01)]
+"""A voxel size: 0.01 mm or more."""
 
 
 class GridSpec(_Strict):
-    spacing_mm: PositiveFloat | tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+    spacing_mm: Spacing_mm | tuple[Spacing_mm, Spacing_mm, Spacing_mm] = Field(
         2.0, description="voxel size (default 2 mm; 1 mm available), or x, y, z sizes"
     )
-    min_mm: Vec3 = Field(description="x, y, z of the first voxel centre, mm")
-    max_mm: Vec3 = Field(description="x, y, z the voxel centres reach, mm")
+    min_mm: Point_mm = Field(description="x, y, z of the first voxel centre, mm")
+    max_mm: Point_mm = Field(description="x, y, z the voxel centres reach, mm")
 
     @model_validator(mode="after")
     def _ordered(self) -> GridSpec:
@@ -47,7 +51,7 @@ class SkinSpec(_Strict):
     """The skin: a named structure, or derived as the outer shell of the body."""
 
     structure: str | None = None
-    derive_thickness_mm: PositiveFloat = 3.0
+    derive_thickness_mm: Length_mm = 3.0
 
 
 class RolesSpec(_Strict):
@@ -64,7 +68,7 @@ class DicomSpec(_Strict):
 
     rtstruct: Path = Field(description="the RT Structure Set file")
     ct: Path | None = Field(None, description="the folder of CT slices (None: water, no CT)")
-    slice_thickness_mm: PositiveFloat | None = Field(
+    slice_thickness_mm: Length_mm | None = Field(
         None, description="slab each contour stands for (default: the CT's slice spacing)"
     )
 
@@ -89,7 +93,7 @@ class CaseSpec(_Strict):
     grid: GridSpec
     structures: dict[str, ShapeSpec]
     roles: RolesSpec
-    target_margin_mm: NonNegativeFloat = Field(0.0, description="GTV -> CTV/PTV expansion, mm")
+    target_margin_mm: NonNegativeLength_mm = Field(0.0, description="GTV -> CTV/PTV expansion, mm")
     dicom: DicomSpec | None = Field(None, description="DICOM images the structures come from")
 
     @model_validator(mode="before")
@@ -144,36 +148,13 @@ class CaseSpec(_Strict):
 
 
 def _closest(name: str, known: set[str]) -> str:
-    import difflib
-
-    match = difflib.get_close_matches(name, sorted(known), n=1)
-    return (
-        f" (did you mean {match[0]!r}?)" if match else f" (structures: {', '.join(sorted(known))})"
-    )
+    return closest(name, known, "structures")
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line naming the first bad key and what is wrong with it."""
-    err = exc.errors()[0]
-    loc = ".".join(
-        str(p)
-        for p in err["loc"]
-        if not str(p).startswith(("function-after", "tagged-union", "constrained-", "tuple["))
-    )
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML file's top-level mapping, or a one-line error."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SeedoptError(f"cannot read config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise SeedoptError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+def read_yaml(path: Path, what: str = "config") -> dict[str, Any]:
+    """A YAML file's top-level mapping, or a one-line error (``safe_yaml``: UTF-8, no repeated
+    keys, no alias bombs)."""
+    data = read_yaml_file(path, what)
     if not isinstance(data, dict):
         raise SeedoptError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
     return data
@@ -192,4 +173,4 @@ def load_case_spec(data: dict[str, Any] | str | Path, source: str | None = None)
     try:
         return CaseSpec.model_validate(case_part, context=context)
     except ValidationError as exc:
-        raise SeedoptError(format_validation_error(exc, source)) from None
+        raise SeedoptError(format_validation_error(exc, source, CaseSpec)) from None

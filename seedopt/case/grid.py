@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..backend import free_bytes
+from ..errors import SeedoptError
+
+BYTES_PER_VOXEL = 64
+"""Working memory per voxel of a case on its grid, bytes (a bool mask per structure, the
+float64 temporaries of the shapes, the distance transforms of margins and skin, the dose):
+the estimate the memory check of ``Grid.covering`` compares with the memory available."""
 
 
 @dataclass(frozen=True)
@@ -32,10 +41,18 @@ class Grid:
         """The grid whose voxel centres cover the box [lo, hi] (x, y, z, mm); cubic voxels when
         ``spacing_mm`` is one number, else (x, y, z) spacings."""
         step = (spacing_mm,) * 3 if isinstance(spacing_mm, (int, float)) else tuple(spacing_mm)
-        n = [
-            int(np.floor((h - lo) / s + 1e-9)) + 1
-            for lo, h, s in zip(lo_mm, hi_mm, step, strict=True)
-        ]
+        with np.errstate(all="ignore"):
+            counts = [
+                np.floor((h - lo) / s + 1e-9) + 1
+                for lo, h, s in zip(lo_mm, hi_mm, step, strict=True)
+            ]
+        if not all(np.isfinite(c) and c >= 1 for c in counts):
+            raise SeedoptError(
+                f"grid from {tuple(lo_mm)} to {tuple(hi_mm)} mm with spacing {step} mm: "
+                "every bound and spacing must be finite, spacings positive, max >= min"
+            )
+        check_grid_memory(counts)
+        n = [int(c) for c in counts]
         spacing = tuple(float(v) for v in step)
         return cls(tuple(float(v) for v in lo_mm), spacing, (n[2], n[1], n[0]))  # type: ignore[arg-type]
 
@@ -76,3 +93,18 @@ class Grid:
 
     def contains_index(self, idx_zyx: np.ndarray) -> np.ndarray:
         return np.all((idx_zyx >= 0) & (idx_zyx < np.asarray(self.shape)), axis=1)
+
+
+def check_grid_memory(counts_xyz: list[float]) -> None:
+    """Refuse, in one line naming what to change, a grid of ``counts_xyz`` voxels along x, y
+    and z whose case would not fit in the memory available (``BYTES_PER_VOXEL`` a voxel)."""
+    voxels = math.prod(counts_xyz)
+    need, free = voxels * BYTES_PER_VOXEL, free_bytes(np)
+    if need > free:
+        shape = " x ".join(f"{c:.0f}" for c in counts_xyz)
+        raise SeedoptError(
+            f"a dose grid of {shape} voxels ({voxels:.3g}) needs about {need / 2**30:.3g} GiB "
+            f"but {free / 2**30:.3g} GiB is available; use a coarser grid spacing "
+            "(grid.spacing_mm, init-case --spacing-mm) or a smaller grid "
+            "(grid.min_mm/max_mm, init-case --margin-mm)"
+        )

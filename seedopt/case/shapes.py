@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..config_types import Length_mm, NonNegativeCount, Point_mm, Real
 from ..errors import SeedoptError
 from .grid import Grid
 
-Vec3 = tuple[float, float, float]
+Vec3 = Point_mm
 Axis = Literal["x", "y", "z"]
 _AXIS = {"x": 0, "y": 1, "z": 2}
 
 
 class _Shape(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     minus: list[str] = Field(default_factory=list, description="structures cut out of this one")
     within: str | None = Field(default=None, description="structure this one is clipped to")
@@ -25,7 +26,7 @@ class _Shape(BaseModel):
 class Ellipsoid(_Shape):
     shape: Literal["ellipsoid"]
     center_mm: Vec3
-    radii_mm: tuple[PositiveFloat, PositiveFloat, PositiveFloat]
+    radii_mm: tuple[Length_mm, Length_mm, Length_mm]
 
     def mask(self, grid: Grid) -> np.ndarray:
         x, y, z = grid.coordinates_mm()
@@ -38,9 +39,9 @@ class Cylinder(_Shape):
 
     shape: Literal["cylinder"]
     center_mm: Vec3
-    radii_mm: tuple[PositiveFloat, PositiveFloat]
+    radii_mm: tuple[Length_mm, Length_mm]
     axis: Axis = "z"
-    half_length_mm: PositiveFloat | None = None
+    half_length_mm: Length_mm | None = None
 
     def mask(self, grid: Grid) -> np.ndarray:
         coords = grid.coordinates_mm()
@@ -72,23 +73,40 @@ class Box(_Shape):
 class ImageSource(Protocol):
     """Where image-based structures come from (``seedopt.dicom.images.CaseImages``)."""
 
-    def roi_mask(self, name: str, grid: Grid, key: str = ...) -> np.ndarray: ...
+    def roi_mask(self, selector: str, grid: Grid, key: str = ...) -> np.ndarray: ...
 
     def body_mask(self, grid: Grid, threshold_hu: float, key: str = ...) -> np.ndarray: ...
 
 
 class Contours(_Shape):
-    """A structure of the case's RT Structure Set (``dicom.rtstruct``), rasterized."""
+    """A structure of the case's RT Structure Set (``dicom.rtstruct``), rasterized; the ROI is
+    named by ``roi`` or, where two ROIs share a name, by ``roi_number``."""
 
     shape: Literal["contours"]
-    roi: str = Field(description="ROI name in the structure set (case-insensitive)")
+    roi: str | None = Field(None, description="ROI name in the structure set (case-insensitive)")
+    roi_number: NonNegativeCount | None = Field(None, description="ROI Number in the structure set")
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> Contours:
+        if (self.roi is None) == (self.roi_number is None):
+            raise ValueError("name the ROI once: by roi (its name) or by roi_number")
+        return self
+
+    @property
+    def selector(self) -> str:
+        """The ROI as ``ImageSource.roi_mask`` selects it: its name, or ``#N``."""
+        return f"#{self.roi_number}" if self.roi_number is not None else str(self.roi)
+
+    @property
+    def selector_key(self) -> str:
+        return "roi_number" if self.roi_number is not None else "roi"
 
 
 class CTBody(_Shape):
     """The body derived from the case's CT: HU threshold, largest component, holes filled."""
 
     shape: Literal["ct_body"]
-    threshold_hu: float = Field(-300.0, description="voxels above this are body, HU")
+    threshold_hu: Real = Field(-300.0, description="voxels above this are body, HU")
 
 
 Shape = Ellipsoid | Cylinder | Box | Contours | CTBody
@@ -108,7 +126,7 @@ def build_masks(
             if images is None:
                 raise SeedoptError(f"structures.{name}: a {s.shape} structure needs dicom images")
             m = (
-                images.roi_mask(s.roi, grid, key=f"structures.{name}.roi")
+                images.roi_mask(s.selector, grid, key=f"structures.{name}.{s.selector_key}")
                 if isinstance(s, Contours)
                 else images.body_mask(grid, s.threshold_hu, key=f"structures.{name}")
             )

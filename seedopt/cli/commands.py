@@ -9,11 +9,14 @@ from pathlib import Path
 import click
 import numpy as np
 
+from ..config_types import MAX_MAGNITUDE, MAX_MM
 from ..errors import SeedoptError
 from ..report import format_comparison, format_report
 from ..sources import DEFAULT_HALF_LIFE_D, Source, get_model, known_models
+from ..tables import read_point_table
 from .options import (
     EXIT_GOALS_MISSED,
+    SEED,
     backend_option,
     cache_folder,
     cache_option,
@@ -68,35 +71,6 @@ def _source(
     return Source.from_activity(m, activity_mci, half_life_d)
 
 
-def _read_xyz(path: Path, what: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """x_mm,y_mm,z_mm[,ux,uy,uz] columns from a CSV with a header."""
-    import csv
-
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except OSError as exc:
-        raise SeedoptError(f"cannot read {what} file {path}: {exc.strerror}") from None
-    if not rows:
-        raise SeedoptError(f"{what} file {path} has no rows")
-    cols = set(rows[0])
-    need = {"x_mm", "y_mm", "z_mm"}
-    if not need <= cols:
-        raise SeedoptError(
-            f"{what} file {path} needs columns x_mm,y_mm,z_mm (found {','.join(rows[0])})"
-        )
-
-    def column(names: list[str]) -> np.ndarray:
-        try:
-            return np.array([[float(r[c]) for c in names] for r in rows])
-        except (TypeError, ValueError) as exc:
-            raise SeedoptError(f"{what} file {path}: not a number ({exc})") from None
-
-    xyz = column(["x_mm", "y_mm", "z_mm"])
-    axes = column(["ux", "uy", "uz"]) if {"ux", "uy", "uz"} <= cols else None
-    return xyz, axes
-
-
 @click.command("dose")
 @click.option("--model", required=True, help="Source model id or alias (see `seedopt sources`).")
 @click.option("--strength-u", type=float, help="Air-kerma strength per seed, U.")
@@ -138,8 +112,9 @@ def dose_cmd(
     from ..dose import dose_at_points
 
     source = _source(model, strength_u, activity_mci, half_life_d)
-    seeds, axes = _read_xyz(seeds_path, "seeds")
-    points, _ = _read_xyz(points_path, "points")
+    seed_table = read_point_table(seeds_path, "seeds", directions=True)
+    seeds, axes = seed_table.xyz_mm, seed_table.directions
+    points = read_point_table(points_path, "points").xyz_mm
     if days is not None and not (np.isfinite(days) and days >= 0):
         raise SeedoptError(f"--days must be >= 0, got {days}")
     values = dose_at_points(
@@ -210,7 +185,7 @@ def commission_cmd(out: Path, backend: str) -> None:
     help="Folder for plan.json, metrics.json, dose.h5 and figures.",
 )
 @click.option("--method", help="Optimizer (default: the config's, else hybrid).")
-@click.option("--seed", type=int, help="Random seed (default: the config's, else 0).")
+@click.option("--seed", type=SEED, help="Random seed >= 0 (default: the config's, else 0).")
 @cache_option
 @click.option("--no-cache", is_flag=True, help="Compute the dose matrix without the cache.")
 @backend_option
@@ -230,13 +205,13 @@ def plan_cmd(
     from ..plan_config import load_plan_spec
     from ..planning import plan_case
 
-    spec = load_plan_spec(config)
+    spec = load_plan_spec(config).with_method(method, f"--method {method}")
     with OutputSet(out, RESULT_FILES) as outputs:  # locked and writable before any work
         b = echo_backend(backend)
         cache_dir = None if no_cache else cache_folder(cache)
         click.echo(f"planning {spec.name} ({spec.description})", err=True)
         plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
-        for note in plan.metrics["notes"]:
+        for note in plan.metrics.notes:
             click.echo(f"seedopt: note: {note}", err=True)
         written = write_outputs(plan, outputs)
     click.echo(format_report(plan.metrics))
@@ -252,7 +227,11 @@ def plan_cmd(
     help="Folder of CT slices (left out: the grid comes from the structures, water).",
 )
 @click.option("--rtstruct", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target", required=True, help="The target structure's name (case-insensitive).")
+@click.option(
+    "--target",
+    required=True,
+    help='The target structure: its ROI name (case-insensitive), or "#N" for ROI number N.',
+)
 @click.option("--rx", "rx_gy", required=True, type=float, help="Prescription to D90, Gy.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--spacing-mm", default=2.0, show_default=True, help="Dose grid spacing.")
@@ -270,10 +249,14 @@ def init_case_cmd(
     from ..atomic import atomic_path
     from ..dicom.init_case import format_decisions, init_case
 
-    if not (np.isfinite(rx_gy) and rx_gy > 0):
-        raise SeedoptError(f"--rx must be a positive dose in Gy, got {rx_gy:g}")
-    if not (spacing_mm > 0 and margin_mm >= 0):
-        raise SeedoptError("--spacing-mm must be > 0 and --margin-mm >= 0")
+    if not (np.isfinite(rx_gy) and 0 < rx_gy <= MAX_MAGNITUDE):
+        raise SeedoptError(
+            f"--rx must be a positive dose in Gy (at most {MAX_MAGNITUDE:g}), got {rx_gy:g}"
+        )
+    if not (0.01 <= spacing_mm <= MAX_MM and 0 <= margin_mm <= MAX_MM):
+        raise SeedoptError(
+            f"--spacing-mm must be in [0.01, {MAX_MM:g}] mm and --margin-mm in [0, {MAX_MM:g}] mm"
+        )
     text, decisions = init_case(rtstruct, target, rx_gy, out, ct, spacing_mm, margin_mm)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
@@ -284,20 +267,25 @@ def init_case_cmd(
 
 def _read_implant(path: Path) -> tuple[np.ndarray, np.ndarray, int, float | None, str | None]:
     """Seeds from an RT Plan or a CSV: positions (mm), axes, needles, strength (U), model."""
-    try:
-        with path.open("rb") as fh:
-            is_dicom = fh.read(132)[128:132] == b"DICM"
-    except OSError as exc:
-        raise SeedoptError(f"cannot read seeds file {path}: {exc.strerror}") from None
-    if is_dicom:
+    from ..dicom.files import has_preamble
+
+    if has_preamble(path):
         from ..dicom import read_rtplan_seeds
 
         s = read_rtplan_seeds(path)
+        if s.strength_u is None:
+            click.echo(
+                f"seedopt: note: {path.name} gives no source strength (ReferenceAirKermaRate, "
+                "or SourceStrength in AIR_KERMA_RATE units): the config's is used unless "
+                "--strength-u is given",
+                err=True,
+            )
         return s.positions_mm, s.axes, s.n_needles, s.strength_u, s.model_id
-    xyz, axes = _read_xyz(path, "seeds")
+    table = read_point_table(path, "seeds", directions=True)
+    axes = table.directions
     if axes is None:
-        axes = np.tile([0.0, 0.0, 1.0], (len(xyz), 1))
-    return xyz, axes, 0, None, None
+        axes = np.tile([0.0, 0.0, 1.0], (len(table.xyz_mm), 1))
+    return table.xyz_mm, axes, 0, None, None
 
 
 def _implant_source(spec_source: Source, strength_u: float | None, model_id: str | None) -> Source:
@@ -308,8 +296,8 @@ def _implant_source(spec_source: Source, strength_u: float | None, model_id: str
             model = get_model(model_id)
         except SeedoptError:
             click.echo(
-                f"seeds: source model {model_id!r} is not a consensus model; using the "
-                f"config's {model.model_id}",
+                f"seedopt: note: seeds: source model {model_id!r} is not a consensus model; "
+                f"using the config's {model.model_id}",
                 err=True,
             )
     strength = strength_u if strength_u is not None else spec_source.air_kerma_strength_u
@@ -344,11 +332,13 @@ def evaluate_cmd(
 ) -> None:
     """Post-implant dosimetry of the seeds actually placed, on CONFIG's case. The files in
     --out are replaced together, never one by one."""
+    import dataclasses
     import json
 
     from ..export import RESULT_FILES, write_json
     from ..output_set import OutputSet
     from ..plan_config import load_plan_spec
+    from ..plan_metrics import PlanMetrics
     from ..planning import evaluate_implant
 
     spec = load_plan_spec(config)
@@ -360,30 +350,51 @@ def evaluate_cmd(
     )
     pre = None
     if pre_plan is not None:
+        where = f"--plan {pre_plan / 'metrics.json'}"
         try:
-            pre = json.loads((pre_plan / "metrics.json").read_text())
+            pre = PlanMetrics.from_json(json.loads((pre_plan / "metrics.json").read_text()), where)
         except (OSError, ValueError) as exc:
             raise SeedoptError(f"--plan {pre_plan}: cannot read metrics.json ({exc})") from None
     with OutputSet(out, RESULT_FILES) as outputs:  # locked and writable before any work
         b = echo_backend(backend)
-        case, dose, metrics = evaluate_implant(spec, seeds, axes, n_needles, source, b)
+        implant = evaluate_implant(spec, seeds, axes, n_needles, source, b)
+        metrics = implant.metrics
+        if implant.case.skin == implant.case.body:  # no body contour or CT: no skin to measure
+            click.echo(
+                f"seedopt: note: the skin role is the body {implant.case.body!r}: skin metrics "
+                "are unavailable; target and organ metrics are computed",
+                err=True,
+            )
         if pre is not None:
-            metrics["pre_plan"] = {"folder": str(pre_plan), "structures": pre["structures"]}
+            if pre.target != metrics.target:
+                raise SeedoptError(
+                    f"{where}: target: the pre-plan's target is {pre.target!r}, this case's is "
+                    f"{metrics.target!r}"
+                )
+            metrics = dataclasses.replace(metrics, pre_plan=(str(pre_plan), pre.structures))
+        for note in metrics.notes:
+            click.echo(f"seedopt: note: {note}", err=True)
         with outputs.writing("metrics.json") as folder:
-            write_json(folder / "metrics.json", metrics)
-        if spec.dicom is not None:
-            from ..dicom import load_images, write_rtdose
+            write_json(folder / "metrics.json", metrics.to_json())
+        if implant.images is not None:
+            from ..dicom import write_rtdose
 
-            d = spec.dicom
-            study = load_images(d.rtstruct, d.ct, d.slice_thickness_mm).study
             with outputs.writing("rtdose.dcm") as folder:
-                write_rtdose(dose, case.grid, study, None, folder / "rtdose.dcm")
+                write_rtdose(
+                    implant.dose_gy,
+                    implant.case.grid,
+                    implant.images.study,
+                    None,
+                    folder / "rtdose.dcm",
+                )
         written = outputs.names()
     click.echo(format_report(metrics))
     if pre is not None:
-        click.echo(format_comparison(pre, metrics))
+        click.echo(
+            format_comparison({"structures": pre.structures}, {"structures": metrics.structures})
+        )
     click.echo(f"wrote {', '.join(written)} in {out}/", err=True)
-    if not all(g["met"] for g in metrics["goals"]):
+    if not metrics.goals_met:
         sys.exit(EXIT_GOALS_MISSED)
 
 

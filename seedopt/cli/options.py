@@ -7,9 +7,30 @@ from pathlib import Path
 import click
 
 from ..backend import Backend, select_backend
+from ..config_types import MAX_SEED
 
 EXIT_BAD_INPUT = 2
 EXIT_GOALS_MISSED = 3
+
+
+class SeedType(click.ParamType):
+    """A random seed: a whole number from 0 to ``MAX_SEED``, as ``optimizer.seed``."""
+
+    name = "seed"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        try:
+            seed: int | None = int(str(value), 10)
+        except ValueError:
+            seed = None
+        if seed is None or not 0 <= seed <= MAX_SEED:
+            self.fail(f"{value}: a seed is a whole number from 0 to {MAX_SEED}", param, ctx)
+        return seed
+
+
+SEED = SeedType()
 
 
 def echo_backend(request: str) -> Backend:
@@ -47,5 +68,3 @@ formalism_option = click.option(
     metavar="[2d|1d]",
     help="TG-43U1 2D line source (F(r,theta)) or 1D (phi_an(r)).",
 )
-
-

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .options import backend_option, cache_folder, cache_option, echo_backend
+from .options import SEED, backend_option, cache_folder, cache_option, echo_backend
 
 config_paths = click.argument(
     "configs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
@@ -30,7 +30,7 @@ def out_option(folder: bool, help: str):  # type: ignore[no-untyped-def]
     help="YAML mapping variant name -> config overrides (default: one variant, base).",
 )
 @click.option("--method", "methods", multiple=True, help="Optimizer; repeat for several.")
-@click.option("--seed", type=int, help="Random seed of every task (default: each config's).")
+@click.option("--seed", type=SEED, help="Random seed of every task (default: each config's).")
 @click.option("--address", help="Join this Ray cluster (default: an embedded local Ray).")
 @click.option("--workers", type=click.IntRange(min=1), help="CPUs of the local Ray.")
 @click.option("--save-dose", is_flag=True, help="Keep each plan's dose grid in the results.")
@@ -87,7 +87,7 @@ def _levels(text: str | None, what: str):  # type: ignore[no-untyped-def]
 @click.option("--pitch-mm", help="Seed pitches along the needles, mm.")
 @click.option("--max-needles", help="Needle-count limits, e.g. 4,6,8.")
 @out_option(True, "Folder for escalation.h5, escalation.csv and escalation.png.")
-@click.option("--seed", type=int, help="Random seed (default: the config's).")
+@click.option("--seed", type=SEED, help="Random seed (default: the config's).")
 @click.option("--chains-per-level", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--iterations", type=click.IntRange(min=1), help="Default: the config's.")
 @cache_option
@@ -163,7 +163,7 @@ def pd_options():  # type: ignore[no-untyped-def]
 )
 @click.option("--storage", help="Optuna storage URL (default: sqlite:///OUT/tune.db).")
 @click.option("--study", "study_name", help="Study name (default: seedopt-OBJECTIVE).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Sampler and plan seed.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampler and plan seed.")
 @cache_option
 @backend_option
 def tune_cmd(

@@ -1,6 +1,7 @@
 """DICOM RT in and out: CT and RT Structure Set import (``ct``, ``rtstruct``, ``images``),
 case configs from DICOM (``init_case``), RT Plan and RT Dose export and import (``rtplan``,
-``rtdose``). See docs/dicom.md."""
+``rtdose``). Every file is read through ``files.read_dataset``: checked complete
+(``integrity``), every value decoded, numbers checked by name. See docs/dicom.md."""
 
 from __future__ import annotations
 
@@ -42,9 +43,11 @@ def write_dicom_outputs(plan: Plan, out: Path) -> list[Path]:
     d = plan.spec.dicom
     if d is None:
         raise ValueError("the plan's case has no dicom section")
-    ss = load_images(d.rtstruct, d.ct, d.slice_thickness_mm).structure_set
+    if plan.images is None:
+        raise ValueError("the plan's case came from DICOM but carries no images")
+    ss = plan.images.structure_set
     target = plan.spec.structures[plan.spec.roles.target]
-    number = ss.roi(target.roi).number if isinstance(target, Contours) else None
+    number = ss.roi(target.selector).number if isinstance(target, Contours) else None
     rtplan = write_rtplan(plan, ss, out / "rtplan.dcm", number)
     write_rtdose(plan.dose_gy, plan.case.grid, ss.study, rtplan, out / "rtdose.dcm")
     return [out / "rtplan.dcm", out / "rtdose.dcm"]

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from ..case.grid import Grid
 from ..errors import SeedoptError
-from .files import Study
+from .files import Study, has_preamble, integer, number, numbers, read_dataset
 
 AXIAL = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
 BODY_THRESHOLD_HU = -300.0
@@ -53,19 +53,58 @@ def _edges(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ct_files(directory: Path) -> list[tuple[Path, pydicom.Dataset]]:
+    """The CT slices under ``directory``: files without the DICOM preamble and DICOM files of
+    other modalities are skipped; a DICOM file that is cut or damaged is an error."""
     if not directory.is_dir():
         raise SeedoptError(f"--ct {directory}: not a folder of CT slices")
     found: list[tuple[Path, pydicom.Dataset]] = []
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        try:
-            ds = pydicom.dcmread(path)
-        except (pydicom.errors.InvalidDicomError, OSError):
+        if not has_preamble(path):
             continue
+        ds = read_dataset(path, "DICOM")
         if ds.get("Modality") == "CT":
             found.append((path, ds))
     if not found:
         raise SeedoptError(f"--ct {directory}: no CT slices (DICOM files of modality CT)")
     return found
+
+
+def _hu(path: Path, ds: pydicom.Dataset, shape: tuple[int, int]) -> np.ndarray:
+    """One slice in HU: its pixels decoded and rescaled, or an error naming the slice."""
+    if "PixelData" not in ds:
+        raise SeedoptError(f"{path}: PixelData is missing")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # the pixel decoders raise many types
+        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
+        name = getattr(syntax, "name", str(syntax))
+        hint = (
+            "; convert the series to an uncompressed transfer syntax (e.g. gdcmconv --raw)"
+            if getattr(syntax, "is_compressed", False)
+            else ""
+        )
+        reason = str(exc).splitlines()[0].rstrip(":") if str(exc) else type(exc).__name__
+        raise SeedoptError(
+            f"{path}: PixelData cannot be decoded (transfer syntax {name}): {reason}{hint}"
+        ) from None
+    if pixels.shape != shape:
+        raise SeedoptError(
+            f"{path}: PixelData decodes to {pixels.shape}, expected Rows x Columns {shape}"
+        )
+    slope = number(ds, "RescaleSlope", path) if "RescaleSlope" in ds else 1.0
+    intercept = number(ds, "RescaleIntercept", path) if "RescaleIntercept" in ds else 0.0
+    return pixels.astype(np.float32) * slope + intercept
+
+
+def _geometry(path: Path, ds: pydicom.Dataset) -> tuple[tuple[int, int], np.ndarray]:
+    """(Rows, Columns) and the positive PixelSpacing (row, column) of one slice, mm."""
+    shape = (integer(ds, "Rows", path), integer(ds, "Columns", path))
+    if min(shape) <= 0:
+        raise SeedoptError(f"{path.name}: Rows x Columns is {shape[0]} x {shape[1]}")
+    pixel = numbers(ds, "PixelSpacing", path, count=2)
+    if np.any(pixel <= 0):
+        raise SeedoptError(f"{path.name}: PixelSpacing {pixel.tolist()} mm must be positive")
+    return shape, pixel
 
 
 def _one(values: dict[str, int], what: str, directory: Path) -> str:
@@ -95,41 +134,39 @@ def load_ct(directory: Path) -> CTSeries:
     series_uid = _one(series, "series", directory)
     frame_uid = _one(frames, "frames of reference", directory)
     first = files[0][1]
-    shape = (int(first.Rows), int(first.Columns))
-    pixel = [float(v) for v in first.PixelSpacing]  # row spacing (y), column spacing (x)
+    shape, pixel = _geometry(files[0][0], first)  # row spacing (y), column spacing (x)
     for path, ds in files:
-        iop = np.asarray([float(v) for v in ds.ImageOrientationPatient])
+        iop = numbers(ds, "ImageOrientationPatient", path, count=6)
         if not np.allclose(iop, AXIAL, atol=1e-3):
             raise SeedoptError(
                 f"--ct {directory}: {path.name} is not axial (ImageOrientationPatient "
                 f"{np.round(iop, 3).tolist()}; seedopt reads [1, 0, 0, 0, 1, 0] only)"
             )
-        if (int(ds.Rows), int(ds.Columns)) != shape or not np.allclose(
-            [float(v) for v in ds.PixelSpacing], pixel
-        ):
+        size, spacing = _geometry(path, ds)
+        if size != shape or not np.allclose(spacing, pixel):
             raise SeedoptError(f"--ct {directory}: {path.name} differs in size or pixel spacing")
-    files.sort(key=lambda f: float(f[1].ImagePositionPatient[2]))
-    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for _, ds in files])
+    where = {id(ds): numbers(ds, "ImagePositionPatient", p, count=3) for p, ds in files}
+    files.sort(key=lambda f: float(where[id(f[1])][2]))
+    positions = np.array([where[id(ds)] for _, ds in files])
     if not np.allclose(positions[:, :2], positions[0, :2], atol=1e-3):
         raise SeedoptError(f"--ct {directory}: slices are not stacked along z (x, y differ)")
     z = positions[:, 2]
-    dz = float(first.get("SliceThickness") or 1.0) if len(z) == 1 else _uniform_step(z, directory)
-    hu = np.stack(
-        [
-            ds.pixel_array.astype(np.float32) * float(ds.get("RescaleSlope", 1.0))
-            + float(ds.get("RescaleIntercept", 0.0))
-            for _, ds in files
-        ]
-    )
+    if len(z) == 1:
+        dz = number(first, "SliceThickness", files[0][0])  # one slice: no spacing to tell
+        if dz <= 0:
+            raise SeedoptError(f"{files[0][0].name}: SliceThickness {dz:g} mm must be positive")
+    else:
+        dz = _uniform_step(z, directory)
+    hu = np.stack([_hu(path, ds, shape) for path, ds in files])
     grid = Grid(
         (float(positions[0, 0]), float(positions[0, 1]), float(z[0])),
-        (pixel[1], pixel[0], dz),
+        (float(pixel[1]), float(pixel[0]), dz),
         hu.shape,  # type: ignore[arg-type]
     )
     return CTSeries(
         hu,
         grid,
-        Study.of(first, frame_uid),
+        Study.of(first, frame_uid, f"the CT ({files[0][0].name})"),
         series_uid,
         tuple(str(ds.SOPInstanceUID) for _, ds in files),
     )

@@ -3,7 +3,6 @@ against each other (one frame of reference, contours inside the CT)."""
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +30,10 @@ class CaseImages:
     def study(self) -> Study:
         return self.structure_set.study
 
-    def roi_mask(self, name: str, grid: Grid, key: str = "roi") -> np.ndarray:
-        """The ROI ``name`` (case-insensitive) as a boolean mask on ``grid``."""
-        roi = self.structure_set.roi(name, key)
+    def roi_mask(self, selector: str, grid: Grid, key: str = "roi") -> np.ndarray:
+        """The ROI ``selector`` names (a name, case-insensitive, or ``#N`` for ROI number N;
+        see ``StructureSet.roi``) as a boolean mask on ``grid``."""
+        roi = self.structure_set.roi(selector, key)
         if not roi.planes:
             raise SeedoptError(f"{key}: structure {roi.name!r} has no contours")
         return rasterize(roi, grid, self.slice_thickness_mm) >= 0.5
@@ -48,7 +48,7 @@ class CaseImages:
 def _check_inside_ct(ss: StructureSet, ct: CTSeries) -> None:
     lo, hi = ct.bounds_mm()
     tol = np.array([EDGE_TOLERANCE_MM, EDGE_TOLERANCE_MM, 0.01])
-    for roi in ss.rois.values():
+    for roi in ss.rois:
         pts = roi.points_mm()
         if not len(pts):
             continue
@@ -62,20 +62,10 @@ def _check_inside_ct(ss: StructureSet, ct: CTSeries) -> None:
             )
 
 
-@functools.lru_cache(maxsize=4)
-def load_images(
-    rtstruct: Path, ct: Path | None = None, slice_thickness_mm: float | None = None
+def case_images(
+    ss: StructureSet, series: CTSeries | None, slice_thickness_mm: float | None = None
 ) -> CaseImages:
-    """Read and cross-check a structure set and its CT.
-
-    Raises
-    ------
-    SeedoptError
-        The structure set is on another frame of reference than the CT, has contours outside
-        it, or (without a CT) the slice thickness cannot be told from the contours.
-    """
-    ss = load_rtstruct(rtstruct)
-    series = load_ct(ct) if ct is not None else None
+    """Cross-check a structure set and its CT (see ``load_images``)."""
     if series is not None:
         if ss.frame_of_reference_uid != series.frame_of_reference_uid:
             raise SeedoptError(
@@ -91,3 +81,18 @@ def load_images(
                 f"{ss.path.name}: contours lie on one plane; give dicom.slice_thickness_mm"
             )
     return CaseImages(ss, series, float(thickness))
+
+
+def load_images(
+    rtstruct: Path, ct: Path | None = None, slice_thickness_mm: float | None = None
+) -> CaseImages:
+    """Read and cross-check a structure set and its CT.
+
+    Raises
+    ------
+    SeedoptError
+        The structure set is on another frame of reference than the CT, has contours outside
+        it, or (without a CT) the slice thickness cannot be told from the contours.
+    """
+    series = load_ct(ct) if ct is not None else None
+    return case_images(load_rtstruct(rtstruct), series, slice_thickness_mm)

@@ -21,8 +21,10 @@ from ..candidates.seeds import mask_at
 from ..case.grid import Grid
 from ..case.structures import expand
 from ..errors import SeedoptError
-from .images import CaseImages, load_images
-from .rtstruct import ROI
+from .ct import CTSeries, load_ct
+from .files import note
+from .images import CaseImages, case_images
+from .rtstruct import ROI, StructureSet, load_rtstruct
 
 BODY_NAMES = re.compile(r"^(body|external|outline|ext|patient|skin_?outline)$", re.I)
 SKIN_NAMES = re.compile(r"skin", re.I)
@@ -68,6 +70,7 @@ ORGAN_RULES = (
 cord and brainstem D0.1cc <= 45 Gy (the project default for the cord), brachial plexus
 D0.1cc <= 60 Gy, other organs D2cc <= the prescription. Not a protocol."""
 
+GRID_BODY = "Dose grid (no body)"
 SKIN_D2CC_GY = 70.0
 MAX_DEPTH_MM = 200.0
 NOGO_CLEARANCE_MM = 5.0
@@ -155,6 +158,40 @@ def _rel(path: Path, base: Path) -> str:
     return str(Path(path).resolve()) if rel.startswith("..") else rel
 
 
+def _by_number(ss: StructureSet, roi: ROI) -> bool:
+    """Whether the config must name ``roi`` by its number: its name is shared or empty."""
+    return ss.shares_name(roi) or not roi.name.strip()
+
+
+def _structure_key(ss: StructureSet, roi: ROI) -> str:
+    """The config's name for ``roi``: its ROI name, with its number where names repeat."""
+    if not roi.name.strip():
+        return f"ROI {roi.number}"
+    return f"{roi.name} (ROI {roi.number})" if ss.shares_name(roi) else roi.name
+
+
+def _structure_line(ss: StructureSet, roi: ROI) -> str:
+    key = json.dumps(_structure_key(ss, roi))
+    if _by_number(ss, roi):
+        return f"  {key}: {{shape: contours, roi_number: {roi.number}}}"
+    return f"  {key}: {{shape: contours, roi: {json.dumps(roi.name)}}}"
+
+
+def _usable_ct(ct: Path | None) -> CTSeries | None:
+    """The CT, or None (with a note) when it holds a single slice: one slice gives neither
+    the body nor the geometry of the structures."""
+    if ct is None:
+        return None
+    series = load_ct(Path(ct))
+    if series.hu.shape[0] == 1:
+        note(
+            f"--ct {ct} holds one CT slice: it is not used (the grid comes from the "
+            "structures; TG-43 assumes water)"
+        )
+        return None
+    return series
+
+
 def init_case(
     rtstruct: Path,
     target: str,
@@ -165,21 +202,31 @@ def init_case(
     margin_mm: float = 20.0,
     name: str | None = None,
 ) -> tuple[str, list[Decision]]:
-    """The YAML text of a plan config for ``target`` at ``prescription_gy`` and what was done
-    with every structure of the structure set (see the module docstring)."""
-    images: CaseImages = load_images(Path(rtstruct), Path(ct) if ct else None, None)
+    """The YAML text of a plan config for ``target`` (a ROI name, or ``#N`` for ROI number N)
+    at ``prescription_gy`` and what was done with every structure of the structure set (see
+    the module docstring). Without a body contour and a CT of more than one slice, the body is
+    the dose grid and skin metrics are unavailable (a note says so)."""
+    series = _usable_ct(ct)
+    ct = ct if series is not None else None
+    images: CaseImages = case_images(load_rtstruct(Path(rtstruct)), series)
     ss = images.structure_set
     target_roi = ss.roi(target, "--target")
     if not target_roi.planes:
         raise SeedoptError(f"--target: structure {target_roi.name!r} has no contours")
     thickness = images.slice_thickness_mm
-    with_contours = [r for r in ss.rois.values() if r.planes]
+    with_contours = [r for r in ss.rois if r.planes]
     body_roi = next(
         (r for r in with_contours if r.interpreted_type.upper() == "EXTERNAL"), None
     ) or next((r for r in with_contours if BODY_NAMES.match(r.name.strip())), None)
-    if body_roi is None and images.ct is None:
-        raise SeedoptError(
-            f"{ss.path.name} has no body/external contour; give --ct to derive the body from the CT"
+    no_body = body_roi is None and images.ct is None
+    if no_body:
+        empty = [r.name for r in ss.rois if not r.planes and _is_body(r)]
+        why = f"{', '.join(map(repr, empty))} has no contours" if empty else "no body contour"
+        has_skin = any(SKIN_NAMES.search(r.name) for r in with_contours)
+        note(
+            f"{ss.path.name}: {why} and no CT: the body is the dose grid (water)"
+            + ("" if has_skin else "; skin metrics are unavailable")
+            + "; target and organ metrics are computed"
         )
 
     # A coarse look at the whole patient to choose the approach.
@@ -190,30 +237,33 @@ def init_case(
         ct_lo, ct_hi = images.ct.bounds_mm()
         lo, hi = np.minimum(lo, ct_lo), np.maximum(hi, ct_hi)
     coarse = Grid.covering(tuple(lo), tuple(hi), max(4.0, spacing_mm))  # type: ignore[arg-type]
-    body_coarse = (
-        images.roi_mask(body_roi.name, coarse)
-        if body_roi is not None
-        else images.body_mask(coarse, -300.0)
-    )
-    target_coarse = images.roi_mask(target_roi.name, coarse)
+    if body_roi is not None:
+        body_coarse = images.roi_mask(f"#{body_roi.number}", coarse)
+    elif no_body:
+        body_coarse = np.ones(coarse.shape, dtype=bool)  # needles enter at the box's faces
+    else:
+        body_coarse = images.body_mask(coarse, -300.0)
+    target_coarse = images.roi_mask(f"#{target_roi.number}", coarse)
     if not target_coarse.any():
         target_coarse = np.zeros_like(target_coarse)
         idx = coarse.mm_to_index(target_roi.points_mm().mean(axis=0)[None])
         target_coarse[tuple(idx[0])] = True
-    roles: dict[str, OrganRule] = {}
+    roles: dict[int, OrganRule] = {}
     for r in with_contours:
         rule = _rule(r.name)
         if rule is not None and r is not target_roi and r is not body_roi:
-            roles[r.name] = rule
+            roles[r.number] = rule
     nogo_coarse = np.zeros(coarse.shape, dtype=bool)
-    for n, rule in roles.items():
+    for number, rule in roles.items():
         if rule.nogo:
-            nogo_coarse |= images.roi_mask(n, coarse)
+            nogo_coarse |= images.roi_mask(f"#{number}", coarse)
     label, d, exits, tpts = choose_approach(body_coarse, target_coarse, nogo_coarse, coarse)
 
     t_lo, t_hi = _roi_box(target_roi, thickness)
-    g_lo = np.minimum(t_lo - margin_mm, exits.min(axis=0) - 10)
-    g_hi = np.maximum(t_hi + margin_mm, exits.max(axis=0) + 10)
+    g_lo, g_hi = t_lo - margin_mm, t_hi + margin_mm
+    if not no_body:  # and the skin the needles enter through
+        g_lo = np.minimum(g_lo, exits.min(axis=0) - 10)
+        g_hi = np.maximum(g_hi, exits.max(axis=0) + 10)
     g_lo, g_hi = np.floor(g_lo), np.ceil(g_hi)
     # Grid planes on the contour planes (the CT slices): one contour, one dose plane.
     z_ref = min(target_roi.planes)
@@ -236,7 +286,7 @@ def init_case(
     limits: list[str] = []
     cord = None
     skin_structure = None
-    for r in ss.rois.values():
+    for r in ss.rois:
         planes = len(r.planes)
         if not planes:
             decisions.append(Decision(r.name, r.interpreted_type, 0, "left out: no contours"))
@@ -246,24 +296,24 @@ def init_case(
         if (
             np.any(r_hi < g_lo - g_edge)
             or np.any(r_lo > g_hi + g_edge)
-            or not (images.roi_mask(r.name, grid).any())
+            or not (images.roi_mask(f"#{r.number}", grid).any())
         ):
             decisions.append(
                 Decision(r.name, r.interpreted_type, planes, "left out: outside the dose grid")
             )
             continue
-        key = json.dumps(r.name)
-        structures.append(f"  {key}: {{shape: contours, roi: {key}}}")
+        key = json.dumps(_structure_key(ss, r))
+        structures.append(_structure_line(ss, r))
         if r is target_roi:
             action = f"target, prescription {prescription_gy:g} Gy to D90"
         elif r is body_roi:
             action = "body"
         elif SKIN_NAMES.search(r.name) and skin_structure is None:
-            skin_structure = r.name
+            skin_structure = key
             limits.append(f"    - {{structure: {key}, metric: D2cc, max_gy: {SKIN_D2CC_GY:g}}}")
             action = f"skin, D2cc <= {SKIN_D2CC_GY:g} Gy"
-        elif r.name in roles:
-            rule = roles[r.name]
+        elif r.number in roles:
+            rule = roles[r.number]
             gy = rule.limit * prescription_gy if rule.of_rx else rule.limit
             limits.append(f"    - {{structure: {key}, metric: {rule.metric}, max_gy: {gy:g}}}")
             oars.append(key)
@@ -276,12 +326,25 @@ def init_case(
                 action += ", needles avoid it"
         else:
             action = "kept for metrics (no role recognised)"
+        if _by_number(ss, r):
+            why = "not unique" if r.name.strip() else "empty"
+            action += f" (by ROI number {r.number}: its name is {why})"
         decisions.append(Decision(r.name, r.interpreted_type, planes, action))
-    body_key = json.dumps(body_roi.name) if body_roi is not None else '"Body (CT)"'
-    if body_roi is None:
+    if body_roi is not None:
+        body_key = json.dumps(_structure_key(ss, body_roi))
+    elif no_body:
+        body_key = json.dumps(GRID_BODY)
+        half = np.asarray(step) / 2
+        structures.append(
+            f"  {body_key}: {{shape: box, min_mm: {_fmt(g_lo - half)}, max_mm: "
+            f"{_fmt(g_hi + half)}}}   # no body contour: the body is the dose grid"
+        )
+        decisions.append(Decision(GRID_BODY, "", 0, "body: the dose grid (no body contour, no CT)"))
+    else:
+        body_key = '"Body (CT)"'
         structures.append(f"  {body_key}: {{shape: ct_body, threshold_hu: -300}}")
         decisions.append(Decision("Body (CT)", "", 0, "body derived from the CT (> -300 HU)"))
-    if skin_structure is None:
+    if skin_structure is None and not no_body:  # no_body: no skin derived from the grid
         limits.append(f"    - {{structure: Skin, metric: D2cc, max_gy: {SKIN_D2CC_GY:g}}}")
 
     out = Path(out)
@@ -292,12 +355,21 @@ def init_case(
         if ct
         else "  ct: null  # no CT: TG-43 assumes water\n"
     )
-    skin_line = (
-        f"  skin: {{structure: {json.dumps(skin_structure)}}}"
-        if skin_structure
-        else "  skin: {derive_thickness_mm: 3}   # the outer 3 mm of the body"
-    )
+    if skin_structure:
+        skin_line = f"  skin: {{structure: {skin_structure}}}"
+    elif no_body:
+        skin_line = (
+            f"  skin: {{structure: {body_key}}}   # no body contour: skin metrics unavailable"
+        )
+    else:
+        skin_line = "  skin: {derive_thickness_mm: 3}   # the outer 3 mm of the body"
+    hard = "\n" + "\n".join(limits) if limits else " []"
     sources = ss.path.name + (f" and the CT in {ct}" if ct else "")
+    grid_comment = (
+        f"the target's box plus {margin_mm:g} mm (no body: needles are not planned to a skin)"
+        if no_body
+        else f"the target's box plus {margin_mm:g} mm, and the skin the needles enter through"
+    )
     text = f"""# Written by `seedopt init-case` from {sources}.
 # Patient coordinates (DICOM LPS, mm) on frame of reference {ss.frame_of_reference_uid}.
 # Limits below are seedopt's starting values, not a protocol: set your institution's.
@@ -306,7 +378,7 @@ description: {json.dumps(f"{target_roi.name} from {ss.path.name}")}
 dicom:
   rtstruct: {json.dumps(_rel(rtstruct, base))}
 {ct_line}  slice_thickness_mm: {thickness:g}   # each contour stands for z +- half of this
-# Dose grid: the target's box plus {margin_mm:g} mm, and the skin the needles enter through;
+# Dose grid: {grid_comment};
 # x, y, z spacing, its planes on the contour planes.
 grid:
   spacing_mm: [{spacing_mm:g}, {spacing_mm:g}, {thickness:g}]
@@ -315,7 +387,7 @@ grid:
 structures:
 {chr(10).join(structures)}
 roles:
-  target: {json.dumps(target_roi.name)}
+  target: {json.dumps(_structure_key(ss, target_roi))}
   body: {body_key}
 {skin_line}
   cord: {cord if cord else "null"}
@@ -333,10 +405,13 @@ approach:
   size_mm: {size:g}
   max_depth_mm: {MAX_DEPTH_MM:g}
 goals:
-  hard:
-{chr(10).join(limits)}
+  hard:{hard}
 """
     return text, decisions
+
+
+def _is_body(roi: ROI) -> bool:
+    return roi.interpreted_type.upper() == "EXTERNAL" or bool(BODY_NAMES.match(roi.name.strip()))
 
 
 def format_decisions(decisions: list[Decision]) -> str:

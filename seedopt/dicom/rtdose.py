@@ -11,7 +11,17 @@ from pydicom.sequence import Sequence
 
 from ..case.grid import Grid
 from ..errors import SeedoptError
-from .files import RT_DOSE_STORAGE, Study, new_dataset, read_dataset, require_modality, save
+from .files import (
+    RT_DOSE_STORAGE,
+    Study,
+    integer,
+    new_dataset,
+    number,
+    numbers,
+    read_dataset,
+    require_modality,
+    save,
+)
 
 UINT32_MAX = 2**32 - 1
 
@@ -20,7 +30,8 @@ def build_rtdose(
     dose_gy: np.ndarray, grid: Grid, study: Study, rtplan: Dataset | None, bits: int = 32
 ) -> Dataset:
     """An RT Dose of ``dose_gy`` (shape ``grid.shape``, Gy) as unsigned integers of ``bits``
-    bits times DoseGridScaling, axial, referencing ``rtplan``."""
+    bits times DoseGridScaling, axial, referencing ``rtplan`` (DoseSummationType PLAN; without
+    a plan PLAN_OVERVIEW)."""
     if dose_gy.shape != grid.shape:
         raise ValueError(f"dose shape {dose_gy.shape} differs from the grid's {grid.shape}")
     ds = new_dataset(RT_DOSE_STORAGE, "RTDOSE", study, "seedopt total dose")
@@ -41,7 +52,9 @@ def build_rtdose(
     ds.PixelRepresentation = 0
     ds.DoseUnits = "GY"
     ds.DoseType = "PHYSICAL"
-    ds.DoseSummationType = "PLAN"
+    # PLAN requires the plan's reference; without one (post-implant dosimetry of seeds as
+    # placed) the dose is an overview of the implant, not for treatment.
+    ds.DoseSummationType = "PLAN" if rtplan is not None else "PLAN_OVERVIEW"
     ds.DoseComment = "TG-43U1 total dose of the permanent implant"
     ds.GridFrameOffsetVector = [round(k * sz, 4) for k in range(nz)]
     top = float(np.max(dose_gy)) if dose_gy.size else 0.0
@@ -73,13 +86,24 @@ def read_rtdose(path: Path) -> tuple[np.ndarray, Grid]:
     path = Path(path)
     ds = read_dataset(path, "RT Dose")
     require_modality(ds, path, "RTDOSE")
-    if not np.allclose([float(v) for v in ds.ImageOrientationPatient], [1, 0, 0, 0, 1, 0]):
+    if not np.allclose(numbers(ds, "ImageOrientationPatient", path, count=6), [1, 0, 0, 0, 1, 0]):
         raise SeedoptError(f"{path}: the RT Dose is not axial")
-    dose = ds.pixel_array.astype(np.float64).reshape(-1, ds.Rows, ds.Columns)
-    dose *= float(ds.DoseGridScaling)
-    offsets = np.asarray([float(v) for v in ds.GridFrameOffsetVector])
-    sz = float(np.diff(offsets).mean()) if len(offsets) > 1 else float(ds.get("SliceThickness", 1))
-    x, y, z = (float(v) for v in ds.ImagePositionPatient)
-    row, col = (float(v) for v in ds.PixelSpacing)
-    grid = Grid((x, y, z + float(offsets[0])), (col, row, sz), dose.shape)  # type: ignore[arg-type]
+    rows, cols = integer(ds, "Rows", path), integer(ds, "Columns", path)
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # the pixel decoders raise many types
+        raise SeedoptError(f"{path}: PixelData cannot be decoded: {exc}") from None
+    dose = pixels.astype(np.float64).reshape(-1, rows, cols)
+    dose *= number(ds, "DoseGridScaling", path)
+    offsets = numbers(ds, "GridFrameOffsetVector", path, count=len(dose))
+    sz = float(np.diff(offsets).mean()) if len(offsets) > 1 else number(ds, "SliceThickness", path)
+    x, y, z = numbers(ds, "ImagePositionPatient", path, count=3)
+    row, col = numbers(ds, "PixelSpacing", path, count=2)
+    if min(row, col, sz) <= 0:
+        raise SeedoptError(f"{path}: PixelSpacing and frame spacing must be positive")
+    grid = Grid(
+        (float(x), float(y), float(z + offsets[0])),
+        (float(col), float(row), sz),
+        dose.shape,  # type: ignore[arg-type]
+    )
     return dose, grid

@@ -10,14 +10,16 @@ islands add), and a voxel belongs to the structure when at least half its sample
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataset import Dataset
 
 from ..case.grid import Grid
 from ..errors import SeedoptError
-from .files import Study, read_dataset, require_modality
+from .files import Study, integer, numbers, read_dataset, require_modality, sequence
 
 SUBSAMPLES = 4
 PLANE_DECIMALS = 2  # contour heights are grouped to 0.01 mm
@@ -48,12 +50,16 @@ class ROI:
         return np.concatenate(pts) if pts else np.zeros((0, 3))
 
 
+ROI_NUMBER = re.compile(r"^#(\d+)$")
+
+
 @dataclass(frozen=True)
 class StructureSet:
-    """An RT Structure Set: its ROIs and what new objects must reference."""
+    """An RT Structure Set: its ROIs (in the file's order) and what new objects must
+    reference."""
 
     path: Path
-    rois: dict[str, ROI]
+    rois: tuple[ROI, ...]
     study: Study
     sop_class_uid: str
     sop_instance_uid: str
@@ -63,24 +69,49 @@ class StructureSet:
     def frame_of_reference_uid(self) -> str:
         return self.study.frame_of_reference_uid
 
-    def roi(self, name: str, key: str = "roi") -> ROI:
-        """The ROI called ``name`` (case-insensitive); an error with a suggestion otherwise."""
-        if name in self.rois:
-            return self.rois[name]
-        folded = {n.casefold(): n for n in self.rois}
-        if name.casefold() in folded:
-            return self.rois[folded[name.casefold()]]
-        match = difflib.get_close_matches(name.casefold(), list(folded), n=1, cutoff=0.5)
+    def numbered(self, number: int, key: str = "roi") -> ROI:
+        """The ROI whose ROI Number is ``number``; an error listing the numbers otherwise."""
+        for r in self.rois:
+            if r.number == number:
+                return r
+        listed = ", ".join(f"{r.number} {r.name!r}" for r in self.rois)
+        raise SeedoptError(f"{key}: no ROI number {number} in {self.path.name} (ROIs: {listed})")
+
+    def roi(self, selector: str, key: str = "roi") -> ROI:
+        """The ROI ``selector`` names: ``#N`` is ROI number N, anything else a ROI name
+        (case-insensitive; an exact match wins over a case-folded one). A name two ROIs share
+        is an error listing their numbers; an unknown name one with a suggestion."""
+        m = ROI_NUMBER.match(selector.strip())
+        if m:
+            return self.numbered(int(m.group(1)), key)
+        exact = [r for r in self.rois if r.name == selector]
+        folded = [r for r in self.rois if r.name.casefold() == selector.casefold()]
+        found = exact if len(exact) == 1 else folded
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            numbers = ", ".join(f"#{r.number} {r.name!r}" for r in found)
+            raise SeedoptError(
+                f"{key}: {len(found)} ROIs of {self.path.name} are named {selector!r} "
+                f'({numbers}); select one by its number, as "#{found[0].number}" (or '
+                f"roi_number: {found[0].number} in a config)"
+            )
+        names = {r.name.casefold(): r.name for r in self.rois}
+        match = difflib.get_close_matches(selector.casefold(), list(names), n=1, cutoff=0.5)
         hint = (
-            f" (did you mean {folded[match[0]]!r}?)"
+            f" (did you mean {names[match[0]]!r}?)"
             if match
-            else f" (structures: {', '.join(self.rois)})"
+            else f" (structures: {', '.join(r.name for r in self.rois)})"
         )
-        raise SeedoptError(f"{key}: no structure named {name!r} in {self.path.name}{hint}")
+        raise SeedoptError(f"{key}: no structure named {selector!r} in {self.path.name}{hint}")
+
+    def shares_name(self, roi: ROI) -> bool:
+        """Whether another ROI has ``roi``'s name (case-insensitively)."""
+        return sum(r.name.casefold() == roi.name.casefold() for r in self.rois) > 1
 
     def plane_spacing_mm(self) -> float | None:
         """The most common distance between neighbouring contour planes, mm (None: < 2 planes)."""
-        zs = np.unique(np.concatenate([list(r.planes) for r in self.rois.values()] or [[]]))
+        zs = np.unique(np.concatenate([list(r.planes) for r in self.rois] or [[]]))
         steps = np.round(np.diff(zs), PLANE_DECIMALS)
         steps = steps[steps > 0]
         if steps.size == 0:
@@ -89,49 +120,111 @@ class StructureSet:
         return float(values[np.argmax(counts)])
 
 
+def _contour_points(c: Dataset, path: Path, where: str) -> np.ndarray:
+    """(n, 3) points of one contour, checked against NumberOfContourPoints."""
+    data = numbers(c, "ContourData", path, where)
+    if len(data) % 3:
+        raise SeedoptError(
+            f"{path.name}: {where}ContourData has {len(data)} values, not a multiple of 3 "
+            "(x, y, z per point)"
+        )
+    if "NumberOfContourPoints" in c:
+        declared = integer(c, "NumberOfContourPoints", path, where)
+        if declared != len(data) // 3:
+            raise SeedoptError(
+                f"{path.name}: {where}ContourData holds {len(data) // 3} points but "
+                f"NumberOfContourPoints is {declared} (a cut or edited file?)"
+            )
+    return data.reshape(-1, 3)
+
+
+def _roi_contours(ds: Dataset, path: Path, numbers_known: set[int]) -> dict[int, Dataset]:
+    """ROIContourSequence items by their ReferencedROINumber, each naming a known ROI once."""
+    out: dict[int, Dataset] = {}
+    for k, item in enumerate(sequence(ds, "ROIContourSequence")):
+        number = integer(item, "ReferencedROINumber", path, f"ROIContourSequence[{k}].")
+        if number not in numbers_known:
+            raise SeedoptError(
+                f"{path.name}: ROIContourSequence[{k}].ReferencedROINumber {number} names no "
+                "ROI of the StructureSetROISequence"
+            )
+        if number in out:
+            raise SeedoptError(
+                f"{path.name}: ROIContourSequence holds two items for ROI number {number}"
+            )
+        out[number] = item
+    return out
+
+
 def load_rtstruct(path: Path) -> StructureSet:
-    """Read an RT Structure Set's ROIs and closed planar contours (axial planes only)."""
+    """Read an RT Structure Set's ROIs and closed planar contours (axial planes only).
+
+    Raises
+    ------
+    SeedoptError
+        A cut or damaged file, two ROIs with one number, a contour item without its ROI or
+        with malformed points, contours off axial planes, more than one frame of reference.
+    """
     path = Path(path)
     ds = read_dataset(path, "RT Structure Set")
     require_modality(ds, path, "RTSTRUCT")
-    frames = {str(f.FrameOfReferenceUID) for f in ds.get("ReferencedFrameOfReferenceSequence", [])}
+    frames = {
+        str(f.get("FrameOfReferenceUID", ""))
+        for f in sequence(ds, "ReferencedFrameOfReferenceSequence")
+    }
     frames |= {
         str(r.ReferencedFrameOfReferenceUID)
-        for r in ds.get("StructureSetROISequence", [])
+        for r in sequence(ds, "StructureSetROISequence")
         if "ReferencedFrameOfReferenceUID" in r
     }
+    frames.discard("")
     if len(frames) != 1:
         raise SeedoptError(
             f"{path}: the structure set names {len(frames)} frames of reference; seedopt "
             "reads structure sets on one"
         )
-    types = {
-        int(o.ReferencedROINumber): str(o.get("RTROIInterpretedType", "") or "")
-        for o in ds.get("RTROIObservationsSequence", [])
-    }
-    contours = {int(c.ReferencedROINumber): c for c in ds.get("ROIContourSequence", [])}
-    rois: dict[str, ROI] = {}
-    for r in ds.get("StructureSetROISequence", []):
-        number = int(r.ROINumber)
-        name = str(r.ROIName)
+    declared: dict[int, str] = {}
+    for k, r in enumerate(sequence(ds, "StructureSetROISequence")):
+        number = integer(r, "ROINumber", path, f"StructureSetROISequence[{k}].")
+        if number in declared:
+            raise SeedoptError(
+                f"{path.name}: ROI number {number} is used twice in the StructureSetROISequence "
+                f"({declared[number]!r} and {str(r.get('ROIName', ''))!r})"
+            )
+        declared[number] = str(r.get("ROIName", "") or "")
+    for keyword in ("ROIContourSequence", "RTROIObservationsSequence"):
+        if declared and keyword not in ds:
+            raise SeedoptError(
+                f"{path.name}: {keyword} is missing ({len(declared)} ROIs declared; required "
+                "in a structure set: a cut file?)"
+            )
+    types: dict[int, str] = {}
+    for k, o in enumerate(sequence(ds, "RTROIObservationsSequence")):
+        number = integer(o, "ReferencedROINumber", path, f"RTROIObservationsSequence[{k}].")
+        types[number] = str(o.get("RTROIInterpretedType", "") or "")
+    contours = _roi_contours(ds, path, set(declared))
+    rois: list[ROI] = []
+    for number, name in declared.items():
         planes: dict[float, list[np.ndarray]] = {}
-        roi_contours = contours.get(number)
-        for c in roi_contours.get("ContourSequence", []) if roi_contours is not None else []:
+        item = contours.get(number)
+        for j, c in enumerate(sequence(item, "ContourSequence") if item is not None else []):
             if c.get("ContourGeometricType", "CLOSED_PLANAR") != "CLOSED_PLANAR":
                 continue
-            pts = np.asarray([float(v) for v in c.ContourData]).reshape(-1, 3)
+            where = f"ROI {number} {name!r} ContourSequence[{j}]."
+            pts = _contour_points(c, path, where)
             if np.ptp(pts[:, 2]) > 10**-PLANE_DECIMALS:
                 raise SeedoptError(f"{path}: a contour of {name!r} is not in an axial plane")
             z = round(float(pts[0, 2]), PLANE_DECIMALS)
             planes.setdefault(z, []).append(pts[:, :2])
-        rois[name] = ROI(number, name, types.get(number, ""), planes)
+        rois.append(ROI(number, name, types.get(number, ""), planes))
+    study = Study.of(ds, frames.pop(), path.name)
     return StructureSet(
         path,
-        rois,
-        Study.of(ds, frames.pop()),
-        str(ds.SOPClassUID),
-        str(ds.SOPInstanceUID),
-        str(ds.SeriesInstanceUID),
+        tuple(rois),
+        study,
+        str(ds.get("SOPClassUID", "")),
+        str(ds.get("SOPInstanceUID", "")),
+        str(ds.get("SeriesInstanceUID", "")),
     )
 
 

@@ -124,7 +124,9 @@ def check_fits(backend: Backend, nbytes: int, what: str) -> None:
     if nbytes > free:
         raise SeedoptError(
             f"{what} needs {nbytes / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB is free on "
-            f"the {backend.name}; use float16 storage, fewer points or seeds, or another device"
+            f"the {backend.name}; use fewer points (a coarser grid.spacing_mm), fewer candidate "
+            "seeds (a larger approach.seed_pitch_mm or hole_pitch_mm, a smaller size_mm or "
+            "max_needles_considered), dose.storage float16, or another device"
         )
 
 

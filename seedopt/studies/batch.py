@@ -90,6 +90,7 @@ def make_tasks(
             for method in methods or (None,):
                 s = vspec.optimizer.seed if seed is None else seed
                 m = method or vspec.optimizer.method
+                vspec.with_method(m, f"{path}: variant {vname}: --method {m}")  # before any run
                 key = _key(spec.name, vname, *([m] if len(methods) > 1 else []))
                 tasks.append(
                     Task(
@@ -134,7 +135,6 @@ def plan_task(task: Task, backend_request: str, cache_dir: str | None) -> dict[s
     """Run one task (in a Ray worker): its record (``attrs``, ``arrays``) and its log text.
     Never raises for a bad case: the error goes into the record."""
     from ..backend import select_backend
-    from ..export import _clean
     from ..plan_config import PlanSpec
     from ..planning import plan_case
     from ..report import format_report
@@ -159,14 +159,13 @@ def plan_task(task: Task, backend_request: str, cache_dir: str | None) -> dict[s
             cache_dir=Path(cache_dir) if cache_dir else None,
         )
         plan_s = time.perf_counter() - t
-        missed = sum(not g["met"] for g in plan.metrics["goals"])
         attrs.update(
             status="ok",
             error="",
-            goals_met=int(missed == 0),
-            n_goals_missed=missed,
+            goals_met=int(plan.metrics.goals_met),
+            n_goals_missed=plan.metrics.n_goals_missed,
             plan_s=plan_s,
-            metrics_json=json.dumps(_clean(plan.metrics)),
+            metrics_json=json.dumps(plan.metrics.to_json()),
         )
         arrays = {
             "seeds_mm": plan.seeds_mm,

@@ -2,9 +2,11 @@
 
 For each combination of seed strength (U), seed pitch (mm) and needle limit, one annealing
 run plans every prescription level at once (``SimulatedAnnealingOptimizer.sweep``); the
-case's dose matrix is built once per seed pitch (strength scales it linearly, a needle limit
-only changes a cap) and comes from the HDF5 cache when it is there. Each level's loading
-then goes through the plan pipeline (``planning.finish_plan``) for its dose grid and metrics.
+case is prepared once (``pipeline.prepare``) and again per seed pitch with the same case
+(``prepare(..., reuse=...)``: new candidates and dose matrix; strength scales the matrix
+linearly, a needle limit only changes a cap), the matrix from the HDF5 cache when it is
+there. Each level's loading then goes through the plan pipeline (``planning.finish_plan``)
+for its dose grid and metrics.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import numpy as np
 from ..atomic import atomic_path
 from ..backend import Backend
 from ..plan_config import PlanSpec
-from .specs import spec_with
+from ..plan_metrics import PlanMetrics
+from .specs import anneal_options, spec_with
 
-ANNEAL_OPTIONS = ("iterations", "t0", "t_end", "p_shift", "p_swap")
 TARGET_COLUMNS = ("D90_gy", "V100_pct", "V150_pct", "V200_pct")
 ORGAN_METRICS = ("D0.1cc_gy", "D2cc_gy")
 
@@ -46,20 +48,18 @@ def escalate(
     D90_gy, V100_pct, V150_pct, V200_pct, ``<organ>_D0.1cc_gy`` and ``<organ>_D2cc_gy`` of
     every structure but the target and body, n_needles, n_seeds, total_strength_u,
     goals_met, n_goals_missed, objective. Annealing options come from the config's
-    ``optimizer.options`` (iterations, t0, t_end, p_shift, p_swap), ``iterations`` overrides.
+    ``optimizer.options`` (``specs.anneal_options``; chains are ``chains_per_level`` per
+    level), ``iterations`` overrides.
     """
     import pandas as pd
 
-    from ..candidates import build_candidates
-    from ..case import Case
     from ..optimizer import get_optimizer
-    from ..planning import build_problem, finish_plan
+    from ..pipeline import prepare
+    from ..planning import finish_plan
 
-    case = Case.from_spec(spec)
+    base = None  # the first pitch's prepared case: later pitches reuse its case and images
     base_strength = spec.source.build().air_kerma_strength_u
-    options = {k: v for k, v in spec.optimizer.options.items() if k in ANNEAL_OPTIONS}
-    if iterations is not None:
-        options["iterations"] = iterations
+    options = anneal_options(spec, **({} if iterations is None else {"iterations": iterations}))
     rng = spec.optimizer.seed if seed is None else seed
     annealer = get_optimizer("anneal", progress)
     rows = []
@@ -74,9 +74,9 @@ def escalate(
             if pitch is None
             else spec_with(spec, {"approach": {"seed_pitch_mm": float(pitch)}}, "--pitch-mm")
         )
-        candidates = build_candidates(case, pspec.approach)
-        source = pspec.source.build()
-        problem, cached = build_problem(pspec, case, candidates, source, backend, cache_dir)
+        prepared = prepare(pspec, backend, cache_dir, reuse=base)
+        base = base or prepared
+        problem = prepared.problem
         for strength, needles in itertools.product(axes[1], axes[2]):
             s = base_strength if strength is None else float(strength)
             overrides: dict[str, Any] = {"source": {"strength_u": s, "activity_mci": None}}
@@ -91,31 +91,28 @@ def escalate(
                 max_needles=cspec.goals.max_needles,
             )
             results = annealer.sweep(
-                cproblem, rx_levels, rng, chains_per_level=chains_per_level, **options
+                cproblem, rx_levels, rng, options, chains_per_level=chains_per_level
             )
             for rx, result in zip(rx_levels, results, strict=True):
                 lspec = cspec.model_copy(update={"prescription_gy": float(rx)})
                 plan = finish_plan(
-                    lspec,
-                    case,
-                    candidates,
-                    cspec.source.build(),
-                    backend,
-                    cproblem,
+                    prepared,
                     result,
-                    cached,
+                    backend,
                     {"optimize": result.runtime_s},
+                    spec=lspec,
+                    source=cspec.source.build(),
                 )
                 rows.append(_row(plan.metrics, float(rx), s, pspec, needles))
     table = pd.DataFrame(rows)
-    table.attrs["skin"] = case.skin
+    table.attrs["skin"] = prepared.case.skin
     return table
 
 
 def _row(
-    m: dict[str, Any], rx: float, strength_u: float, spec: PlanSpec, needles: int | None
+    m: PlanMetrics, rx: float, strength_u: float, spec: PlanSpec, needles: int | None
 ) -> dict[str, Any]:
-    target = m["structures"][m["target"]]
+    target = m.target_metrics()
     row: dict[str, Any] = {
         "rx_gy": rx,
         "strength_u": strength_u,
@@ -123,17 +120,16 @@ def _row(
         "max_needles": needles or 0,
         **{c: target[c] for c in TARGET_COLUMNS},
     }
-    for name, s in m["structures"].items():
-        if name not in (m["target"], spec.roles.body):
+    for name, s in m.structures.items():
+        if name not in (m.target, spec.roles.body):
             row.update({f"{name}_{c}": s[c] for c in ORGAN_METRICS})
-    missed = sum(not g["met"] for g in m["goals"])
     row.update(
-        n_needles=m["n_needles"],
-        n_seeds=m["n_seeds"],
-        total_strength_u=m["total_strength_u"],
-        goals_met=int(missed == 0),
-        n_goals_missed=missed,
-        objective=m["objective"],
+        n_needles=m.n_needles,
+        n_seeds=m.n_seeds,
+        total_strength_u=m.total_strength_u,
+        goals_met=int(m.goals_met),
+        n_goals_missed=m.n_goals_missed,
+        objective=m.objective,
     )
     return row
 

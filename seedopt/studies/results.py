@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_path
+from ..errors import SeedoptError
+from ..plan_metrics import PlanMetrics
 
 SCHEMA = "seedopt-batch-1"
 TEXT_COLUMNS = ("key", "case", "variant", "method", "status", "error")
@@ -100,20 +102,28 @@ def _plain(value: Any) -> Any:
 
 def summary_row(attrs: dict[str, Any]) -> dict[str, Any]:
     """A task's row of the summary table (NaN where a failed task has no value)."""
-    metrics = json.loads(attrs.get("metrics_json") or "{}")
-    target = metrics.get("structures", {}).get(metrics.get("target"), {})
     row: dict[str, Any] = {c: str(attrs.get(c, "")) for c in TEXT_COLUMNS}
     values = {
         "seed": attrs.get("seed"),
         "goals_met": attrs.get("goals_met"),
         "n_goals_missed": attrs.get("n_goals_missed"),
-        "n_seeds": metrics.get("n_seeds"),
-        "n_needles": metrics.get("n_needles"),
-        "objective": metrics.get("objective"),
         "plan_s": attrs.get("plan_s"),
         "task_s": attrs.get("task_s"),
-        **{c: target.get(c) for c in ("D90_gy", "V100_pct", "V150_pct", "V200_pct")},
     }
+    if attrs.get("metrics_json"):
+        where = f"task {row['key']}: metrics_json"
+        try:
+            data = json.loads(attrs["metrics_json"])
+        except ValueError as exc:
+            raise SeedoptError(f"{where}: not JSON ({exc})") from None
+        m = PlanMetrics.from_json(data, where)
+        target = m.target_metrics()
+        values.update(
+            n_seeds=m.n_seeds,
+            n_needles=m.n_needles,
+            objective=m.objective,
+            **{c: target.get(c) for c in ("D90_gy", "V100_pct", "V150_pct", "V200_pct")},
+        )
     for c in NUMBER_COLUMNS:
         v = values.get(c)
         row[c] = float("nan") if v is None or v == "" else float(v)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..case.config import format_validation_error, read_yaml
+from ..config_types import MAX_MAGNITUDE
 from ..errors import SeedoptError
+from ..optimizer import AnnealOptions, HybridOptions
 from ..plan_config import PlanSpec, load_plan_spec
 
 
@@ -34,15 +37,26 @@ def spec_with(spec: PlanSpec, overrides: dict[str, Any], where: str) -> PlanSpec
     try:
         return PlanSpec.model_validate(data)
     except ValidationError as exc:
-        raise SeedoptError(format_validation_error(exc, where)) from None
+        raise SeedoptError(format_validation_error(exc, where, PlanSpec)) from None
+
+
+def anneal_options(spec: PlanSpec, **changes: Any) -> AnnealOptions:
+    """The annealing options of ``spec`` (its options under ``anneal``, its annealing stage
+    under ``hybrid``, else anneal's defaults) with ``changes`` on top, validated."""
+    options = spec.optimizer.options_for()
+    if isinstance(options, HybridOptions):
+        options = options.anneal_options
+    if not isinstance(options, AnnealOptions):
+        options = AnnealOptions()
+    return options.replace(**changes) if changes else options
 
 
 def load_variants(path: Path | None) -> dict[str, dict[str, Any]]:
     """Variant name -> overrides, from a YAML mapping; ``{"base": {}}`` without a file."""
     if path is None:
         return {"base": {}}
-    data = read_yaml(Path(path))
-    if not isinstance(data, dict) or not data:
+    data = read_yaml(Path(path), "variants file")
+    if not data:
         raise SeedoptError(f"{path}: variants must be a non-empty mapping name -> overrides")
     for name, overrides in data.items():
         if not isinstance(overrides, dict):
@@ -72,25 +86,36 @@ def spec_digest(spec: PlanSpec, *extra: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+MAX_LEVELS = 10_000
+"""Most levels one sweep option may give."""
+
+
 def parse_levels(text: str, what: str) -> np.ndarray:
-    """``start:stop:step`` (stop included when the steps reach it) or ``a,b,c`` -> levels."""
+    """``start:stop:step`` (stop included when the steps reach it) or ``a,b,c`` -> levels,
+    each positive, finite and at most ``MAX_MAGNITUDE``; at most ``MAX_LEVELS`` of them."""
+    usage = (
+        f"{what} {text!r}: give start:stop:step with step > 0 and stop >= start, "
+        "or a comma-separated list"
+    )
     try:
-        if ":" in text:
-            parts = [float(v) for v in text.split(":")]
-            if len(parts) != 3:
-                raise ValueError
-            start, stop, step = parts
-            if not (step > 0 and stop >= start):
-                raise ValueError
-            n = int(np.floor((stop - start) / step + 1e-9)) + 1
-            levels = start + step * np.arange(n)
-        else:
-            levels = np.array([float(v) for v in text.split(",")])
+        parts = [float(v) for v in text.split(":" if ":" in text else ",")]
     except ValueError:
+        raise SeedoptError(usage) from None
+    if not all(math.isfinite(v) and 0 < v <= MAX_MAGNITUDE for v in parts):
+        which = "start, stop and step" if ":" in text else "every level"
         raise SeedoptError(
-            f"{what} {text!r}: give start:stop:step with step > 0 and stop >= start, "
-            "or a comma-separated list"
-        ) from None
-    if levels.size == 0 or not np.all(np.isfinite(levels)) or not np.all(levels > 0):
-        raise SeedoptError(f"{what} {text!r}: every level must be a positive number")
+            f"{what} {text!r}: {which} must be positive, finite numbers (at most {MAX_MAGNITUDE:g})"
+        )
+    if ":" not in text:
+        levels = np.array(parts)
+    else:
+        if len(parts) != 3 or parts[1] < parts[0]:
+            raise SeedoptError(usage)
+        start, stop, step = parts
+        n = math.floor((stop - start) / step + 1e-9) + 1
+        if n > MAX_LEVELS:
+            raise SeedoptError(f"{what} {text!r}: {n} levels; at most {MAX_LEVELS} (a larger step)")
+        levels = start + step * np.arange(n)
+    if levels.size > MAX_LEVELS:
+        raise SeedoptError(f"{what}: {levels.size} levels; at most {MAX_LEVELS}")
     return levels

@@ -28,8 +28,9 @@ import numpy as np
 from ..atomic import atomic_path
 from ..backend import Backend
 from ..errors import SeedoptError
-from ..optimizer import PlanProblem, SoftWeights
+from ..optimizer import PlanProblem
 from ..plan_config import PlanSpec
+from .specs import anneal_options
 
 OBJECTIVES = ("plan", "pareto")
 
@@ -37,22 +38,9 @@ OBJECTIVES = ("plan", "pareto")
 def _problems(
     specs: list[PlanSpec], backend: Backend, cache_dir: Path | None
 ) -> list[tuple[PlanSpec, PlanProblem]]:
-    from ..candidates import build_candidates
-    from ..case import Case
-    from ..planning import build_problem
+    from ..pipeline import prepare
 
-    out = []
-    for spec in specs:
-        case = Case.from_spec(spec)
-        candidates = build_candidates(case, spec.approach)
-        problem, _ = build_problem(spec, case, candidates, spec.source.build(), backend, cache_dir)
-        out.append((spec, problem))
-    return out
-
-
-def _anneal_options(spec: PlanSpec, **override: Any) -> dict[str, Any]:
-    keep = ("chains", "iterations", "t0", "t_end", "p_shift", "p_swap")
-    return {**{k: v for k, v in spec.optimizer.options.items() if k in keep}, **override}
+    return [(spec, prepare(spec, backend, cache_dir).problem) for spec in specs]
 
 
 def coverage_and_organ_pct(problem: PlanProblem, x: np.ndarray) -> tuple[float, float]:
@@ -65,7 +53,7 @@ def coverage_and_organ_pct(problem: PlanProblem, x: np.ndarray) -> tuple[float, 
     organ = [
         100.0
         * float(limit_value(dose(problem.A_oar[h.structure], x), h, problem.voxel_cc))
-        / h.limit_gy
+        / h.max_gy
         for h in problem.hard
     ]
     return coverage, max(organ, default=0.0)
@@ -125,7 +113,7 @@ def tune(
             "chains": trial.suggest_int("chains", 4, 64, log=True),
         }
         values = [
-            annealer.solve(problem, seed, **_anneal_options(spec, **params)).fun
+            annealer.solve(problem, seed, anneal_options(spec, **params)).fun
             for spec, problem in problems
         ]
         return float(np.mean(values))
@@ -133,15 +121,15 @@ def tune(
     def pareto_values(trial: optuna.Trial) -> tuple[float, float]:
         scored = []
         for spec, problem in problems:
-            w = spec.goals.weights.model_dump()
-            w.update(
+            w = dataclasses.replace(
+                spec.goals.weights,
                 organ_per_pct=trial.suggest_float("organ_per_pct", 1e-3, 10.0, log=True),
                 organ_floor=trial.suggest_float("organ_floor", 0.0, 1.0),
                 v150_per_pct=trial.suggest_float("v150_per_pct", 0.0, 0.2),
                 per_seed=trial.suggest_float("per_seed", 0.0, 0.5),
             )
-            weighted = dataclasses.replace(problem, soft=SoftWeights(**w))
-            result = annealer.solve(weighted, seed, **_anneal_options(spec))
+            weighted = dataclasses.replace(problem, soft=w)
+            result = annealer.solve(weighted, seed, anneal_options(spec))
             scored.append(coverage_and_organ_pct(problem, result.x))
         coverage, organ = np.mean(scored, axis=0)
         return float(coverage), float(organ)
