@@ -1,5 +1,6 @@
-"""Plan outputs: plan.json, metrics.json and dose.h5, each written atomically; rtplan.dcm and
-rtdose.dcm too when the case came from DICOM (``seedopt.dicom``, docs/dicom.md).
+"""Plan outputs: plan.json, metrics.json, dose.h5 and the figures; rtplan.dcm and rtdose.dcm
+too when the case came from DICOM (``seedopt.dicom``, docs/dicom.md). The set is written into
+an ``OutputSet`` and appears at once (``seedopt.output_set``).
 
 plan.json schema (positions in patient coordinates, mm)::
 
@@ -26,10 +27,21 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_h5, atomic_path
+from .output_set import OutputSet
 from .planning import Plan
 
 PLAN_SCHEMA = "seedopt-plan-1"
+RESULT_FILES = (
+    "plan.json",
+    "metrics.json",
+    "dose.h5",
+    "dvh.png",
+    "slices.png",
+    "rtplan.dcm",
+    "rtdose.dcm",
+)
+"""Every file a result set of ``plan`` or ``evaluate`` may hold."""
 
 
 def _clean(value: Any) -> Any:
@@ -48,6 +60,7 @@ def _clean(value: Any) -> Any:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON (NaN as null), atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(_clean(data), indent=2) + "\n")
 
@@ -83,9 +96,8 @@ def plan_document(plan: Plan) -> dict[str, Any]:
 
 
 def write_dose_h5(path: Path, plan: Plan) -> None:
-    import h5py
-
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+    """dose.h5 (layout in the module docstring), atomically."""
+    with atomic_h5(path) as f:
         f.create_dataset("dose_gy", data=plan.dose_gy.astype(np.float32), compression="gzip")
         f["dose_gy"].attrs["units"] = "Gy (permanent-implant total)"
         grp = f.create_group("masks")
@@ -95,19 +107,24 @@ def write_dose_h5(path: Path, plan: Plan) -> None:
         f.attrs["spacing_mm"] = plan.case.grid.spacing_mm
 
 
-def write_outputs(plan: Plan, out: Path) -> list[Path]:
-    """plan.json, metrics.json, dose.h5, dvh.png and slices.png in ``out``."""
+def write_outputs(plan: Plan, outputs: OutputSet) -> list[str]:
+    """plan.json, metrics.json, dose.h5, dvh.png and slices.png (and the DICOM files) into
+    ``outputs``, which publishes them together when its ``with`` block ends."""
     from .figures import dvh_figure, slice_figure
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "plan.json", plan_document(plan))
-    write_json(out / "metrics.json", plan.metrics.to_json())
-    write_dose_h5(out / "dose.h5", plan)
-    dvh_figure(plan, out / "dvh.png")
-    slice_figure(plan, out / "slices.png")
-    written = [out / n for n in ("plan.json", "metrics.json", "dose.h5", "dvh.png", "slices.png")]
+    writers = {
+        "plan.json": lambda path: write_json(path, plan_document(plan)),
+        "metrics.json": lambda path: write_json(path, plan.metrics.to_json()),
+        "dose.h5": lambda path: write_dose_h5(path, plan),
+        "dvh.png": lambda path: dvh_figure(plan, path),
+        "slices.png": lambda path: slice_figure(plan, path),
+    }
+    for name, write in writers.items():
+        with outputs.writing(name) as folder:
+            write(folder / name)
     if plan.spec.dicom is not None:
         from .dicom import write_dicom_outputs
 
-        written += write_dicom_outputs(plan, out)
-    return written
+        with outputs.writing("rtplan.dcm and rtdose.dcm") as folder:
+            write_dicom_outputs(plan, folder)
+    return outputs.names()

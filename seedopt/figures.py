@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_path
 from .backend import Backend
 from .sources import SourceModel
 
@@ -18,6 +19,16 @@ def _pyplot():  # type: ignore[no-untyped-def]
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(fig: Any, path: Path, dpi: int) -> None:
+    """Write ``fig`` as a PNG at ``path`` atomically (never a partial image), then free it."""
+    plt = _pyplot()
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
 
 
 def commissioning_figure(model: SourceModel, path: Path, backend: Backend | None = None) -> None:
@@ -64,8 +75,7 @@ def commissioning_figure(model: SourceModel, path: Path, backend: Backend | None
     fig.colorbar(im, ax=ax_map, label="log10 cGy/h/U")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
 
 
 SEEDS_SHOWN_WITHIN_MM = 5.0
@@ -97,8 +107,7 @@ def dvh_figure(plan: Any, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, dpi=110)
 
 
 def slice_figure(plan: Any, path: Path) -> None:
@@ -164,5 +173,4 @@ def slice_figure(plan: Any, path: Path) -> None:
     fig.suptitle(
         f"{case.name}: {len(seeds)} seeds, {len(plan.used_needles())} needles, Rx {rx:g} Gy"
     )
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(fig, path, dpi=100)

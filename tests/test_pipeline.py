@@ -112,7 +112,8 @@ def test_a_dicom_plan_reads_its_files_once(tmp_path: Path, monkeypatch) -> None:
     reads the structure set and the CT once each."""
     import seedopt.dicom.images as images
     from seedopt.dicom.init_case import init_case
-    from seedopt.export import write_outputs
+    from seedopt.export import RESULT_FILES, write_outputs
+    from seedopt.output_set import OutputSet
     from seedopt.planning import plan_case
 
     uids = {"study_uid": generate_uid(), "frame_uid": generate_uid()}
@@ -133,6 +134,7 @@ def test_a_dicom_plan_reads_its_files_once(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(images, "load_rtstruct", counted("rtstruct", images.load_rtstruct))
     monkeypatch.setattr(images, "load_ct", counted("ct", images.load_ct))
     plan = plan_case(load_plan_spec(config), cpu_backend(), method="clinical")
-    written = write_outputs(plan, tmp_path / "out")
-    assert {p.name for p in written} >= {"rtplan.dcm", "rtdose.dcm"}
+    with OutputSet(tmp_path / "out", RESULT_FILES) as outputs:
+        written = write_outputs(plan, outputs)
+    assert set(written) >= {"rtplan.dcm", "rtdose.dcm"}
     assert plan.images is not None and reads == {"rtstruct": 1, "ct": 1}

@@ -5,12 +5,15 @@ stderr and exit code 2."""
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import click
 
 from .. import __version__
 from ..errors import SeedoptError
+from ..notes import Note
+from ..output_set import os_reason
 from . import commands, studies
 from .options import EXIT_BAD_INPUT
 
@@ -36,8 +39,28 @@ for _command in (
     cli.add_command(_command)
 
 
+_show_warning = warnings.showwarning
+
+
+def _show_note(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """A library ``Note`` as one line ``seedopt: note: ...``; other warnings as Python shows
+    them."""
+    if issubclass(category, Note):
+        click.echo(f"seedopt: note: {message}", err=True)
+    else:
+        _show_warning(message, category, *args, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point: one clear line and exit code 2 on bad input, never a traceback."""
+    """Entry point: one clear line and exit code 2 on bad input, never a traceback; notes
+    as one line each."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", Note)
+        warnings.showwarning = _show_note
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> Any:
     try:
         return cli.main(args=argv, prog_name="seedopt", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -51,6 +74,10 @@ def main(argv: list[str] | None = None) -> Any:
     except SeedoptError as exc:
         click.echo(f"seedopt: error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a file system fault not met where it happened: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"seedopt: error: {where}{os_reason(exc)}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     except MemoryError:
         click.echo(
             "seedopt: error: out of memory; use fewer points or seeds, float16 storage "

@@ -202,21 +202,24 @@ def plan_cmd(
     no_cache: bool,
     backend: str,
 ) -> None:
-    """Plan CONFIG. Exit code 3 when the best plan misses a goal (the report says by how much)."""
-    from ..export import write_outputs
+    """Plan CONFIG. Exit code 3 when the best plan misses a goal (the report says by how much).
+    The files in --out are replaced together when the plan is written, never one by one."""
+    from ..export import RESULT_FILES, write_outputs
+    from ..output_set import OutputSet
     from ..plan_config import load_plan_spec
     from ..planning import plan_case
 
     spec = load_plan_spec(config).with_method(method, f"--method {method}")
-    b = echo_backend(backend)
-    cache_dir = None if no_cache else cache_folder(cache)
-    click.echo(f"planning {spec.name} ({spec.description})", err=True)
-    plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
-    for note in plan.metrics.notes:
-        click.echo(f"seedopt: note: {note}", err=True)
-    written = write_outputs(plan, out)
+    with OutputSet(out, RESULT_FILES) as outputs:  # locked and writable before any work
+        b = echo_backend(backend)
+        cache_dir = None if no_cache else cache_folder(cache)
+        click.echo(f"planning {spec.name} ({spec.description})", err=True)
+        plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
+        for note in plan.metrics.notes:
+            click.echo(f"seedopt: note: {note}", err=True)
+        written = write_outputs(plan, outputs)
     click.echo(format_report(plan.metrics))
-    click.echo(f"wrote {', '.join(p.name for p in written)} in {out}/", err=True)
+    click.echo(f"wrote {', '.join(written)} in {out}/", err=True)
     if not plan.goals_met:
         sys.exit(EXIT_GOALS_MISSED)
 
@@ -331,10 +334,12 @@ def evaluate_cmd(
     strength_u: float | None,
     backend: str,
 ) -> None:
-    """Post-implant dosimetry of the seeds actually placed, on CONFIG's case."""
+    """Post-implant dosimetry of the seeds actually placed, on CONFIG's case. The files in
+    --out are replaced together, never one by one."""
     import dataclasses
 
-    from ..export import write_json
+    from ..export import RESULT_FILES, write_json
+    from ..output_set import OutputSet
     from ..plan_config import load_plan_spec
     from ..planning import evaluate_implant
 
@@ -346,33 +351,39 @@ def evaluate_cmd(
         spec.source.build(), strength_u if strength_u is not None else plan_strength, model_id
     )
     pre = None if pre_plan is None else _read_pre_plan(pre_plan / "metrics.json")
-    b = echo_backend(backend)
-    implant = evaluate_implant(spec, seeds, axes, n_needles, source, b)
-    metrics = implant.metrics
-    if implant.case.skin == implant.case.body:  # no body contour or CT: no skin to measure
-        click.echo(
-            f"seedopt: note: the skin role is the body {implant.case.body!r}: skin metrics are "
-            "unavailable; target and organ metrics are computed",
-            err=True,
-        )
-    if pre is not None:
-        if pre.target != metrics.target:
-            raise SeedoptError(
-                f"--plan {pre_plan / 'metrics.json'}: target: the pre-plan's target is "
-                f"{pre.target!r}, this case's is {metrics.target!r}"
+    with OutputSet(out, RESULT_FILES) as outputs:  # locked and writable before any work
+        b = echo_backend(backend)
+        implant = evaluate_implant(spec, seeds, axes, n_needles, source, b)
+        metrics = implant.metrics
+        if implant.case.skin == implant.case.body:  # no body contour or CT: no skin to measure
+            click.echo(
+                f"seedopt: note: the skin role is the body {implant.case.body!r}: skin metrics "
+                "are unavailable; target and organ metrics are computed",
+                err=True,
             )
-        metrics = dataclasses.replace(metrics, pre_plan=(str(pre_plan), pre.structures))
-    for note in metrics.notes:
-        click.echo(f"seedopt: note: {note}", err=True)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", metrics.to_json())
-    written = ["metrics.json"]
-    if implant.images is not None:
-        from ..dicom import write_rtdose
+        if pre is not None:
+            if pre.target != metrics.target:
+                raise SeedoptError(
+                    f"--plan {pre_plan / 'metrics.json'}: target: the pre-plan's target is "
+                    f"{pre.target!r}, this case's is {metrics.target!r}"
+                )
+            metrics = dataclasses.replace(metrics, pre_plan=(str(pre_plan), pre.structures))
+        for note in metrics.notes:
+            click.echo(f"seedopt: note: {note}", err=True)
+        with outputs.writing("metrics.json") as folder:
+            write_json(folder / "metrics.json", metrics.to_json())
+        if implant.images is not None:
+            from ..dicom import write_rtdose
 
-        study = implant.images.study
-        write_rtdose(implant.dose_gy, implant.case.grid, study, None, out / "rtdose.dcm")
-        written.append("rtdose.dcm")
+            with outputs.writing("rtdose.dcm") as folder:
+                write_rtdose(
+                    implant.dose_gy,
+                    implant.case.grid,
+                    implant.images.study,
+                    None,
+                    folder / "rtdose.dcm",
+                )
+        written = outputs.names()
     click.echo(format_report(metrics))
     if pre is not None:
         click.echo(

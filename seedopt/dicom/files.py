@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-import logging
 import re
 import warnings
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pydicom.valuerep import validate_value
 
 from .. import __version__
 from ..errors import SeedoptError
+from ..notes import note
 from .integrity import Incomplete, check_complete, tag_name
 
 RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
@@ -30,15 +30,6 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
 PREAMBLE_BYTES = 128
-_log = logging.getLogger("seedopt.dicom")
-
-
-def note(message: str) -> None:
-    """A one-line note on stderr (``seedopt: note: ...``; Python's last-resort log handler
-    prints it when the application configures no other)."""
-    _log.warning("seedopt: note: %s", message)
-
-
 def has_preamble(path: Path) -> bool:
     """Whether ``path`` starts like a DICOM Part 10 file (128 bytes, then "DICM")."""
     try:

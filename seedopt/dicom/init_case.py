@@ -21,8 +21,8 @@ from ..candidates.seeds import mask_at
 from ..case.grid import Grid
 from ..case.structures import expand
 from ..errors import SeedoptError
+from ..notes import note
 from .ct import CTSeries, load_ct
-from .files import note
 from .images import CaseImages, case_images
 from .rtstruct import ROI, StructureSet, load_rtstruct
 

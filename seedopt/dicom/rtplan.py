@@ -20,13 +20,13 @@ from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
 from ..errors import SeedoptError
+from ..notes import note
 from .files import (
     RT_PLAN_STORAGE,
     Study,
     conformant,
     integer,
     new_dataset,
-    note,
     number,
     numbers,
     plain_text,
