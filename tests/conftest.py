@@ -16,10 +16,13 @@ GPU_REASON = gpu_unavailable_reason()
 requires_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"no GPU: {GPU_REASON}")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    long_selected = "long" in (config.option.markexpr or "")
     for item in items:
         if "gpu" in item.keywords and GPU_REASON is not None:
             item.add_marker(pytest.mark.skip(reason=f"no GPU: {GPU_REASON}"))
+        if "long" in item.keywords and not long_selected:
+            item.add_marker(pytest.mark.skip(reason="opt-in (a minute or more): pytest -m long"))
 
 
 @pytest.fixture(params=["cpu", pytest.param("gpu", marks=pytest.mark.gpu)])
