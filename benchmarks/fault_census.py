@@ -343,6 +343,12 @@ def _rtplan(w: Path) -> tuple[Path, Path]:
     return w / "sample" / "case.yaml", w / "sample" / "plan" / "rtplan.dcm"
 
 
+def init_case_args(rtstruct: Path, out: Path) -> list[str]:
+    """``init-case`` of a structure set with the sample's target at 120 Gy."""
+    return ["init-case", "--rtstruct", str(rtstruct), "--target", "tumor bed", "--rx", "120",
+            "--out", str(out)]  # fmt: skip
+
+
 def dicom_cases() -> list[Case]:
     def edited(name: str, edit: Callable[[object], None]) -> Callable[[Path], list[str]]:
         def make(w: Path) -> list[str]:
@@ -352,17 +358,7 @@ def dicom_cases() -> list[Case]:
             edit(ds)
             path = w / f"{name}.dcm"
             ds.save_as(path)
-            return [
-                "init-case",
-                "--rtstruct",
-                str(path),
-                "--target",
-                "tumor bed",
-                "--rx",
-                "120",
-                "--out",
-                str(w / f"{name}.yaml"),
-            ]
+            return init_case_args(path, w / f"{name}.yaml")
 
         return make
 
@@ -410,17 +406,7 @@ def dicom_cases() -> list[Case]:
     def truncated_rtstruct(w: Path) -> list[str]:
         data = (SAMPLE / "rtss.dcm").read_bytes()
         path = text(w, "rtss-cut.dcm", data[: len(data) * 2 // 3])
-        return [
-            "init-case",
-            "--rtstruct",
-            str(path),
-            "--target",
-            "tumor bed",
-            "--rx",
-            "120",
-            "--out",
-            str(w / "cut.yaml"),
-        ]
+        return init_case_args(path, w / "cut.yaml")
 
     return [
         Case("dicom", "two ROIs of the target's name", "refuse", edited("dup", duplicate_name)),
