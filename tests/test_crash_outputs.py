@@ -496,3 +496,28 @@ def test_temporaries_of_an_older_killed_run_inside_the_folder_go_with_the_old_se
         (folder / "plan.json").write_text('{"new": true}')
     assert os.listdir(out) == ["plan.json"] and leftovers(out) == []
     assert json.loads((out / "plan.json").read_text()) == {"new": True}
+
+
+def test_study_hdf5_files_on_a_full_disk_are_an_error_and_leave_nothing(tmp_path: Path) -> None:
+    """A batch part, the assembled results.h5 and escalate's table on a full disk (a 64 kB
+    tmpfs; root only): an OSError (the commands make it one line) and no file, partial or
+    temporary, left; built in memory, HDF5 never meets the failed write (it crashed the
+    process on a full disk)."""
+    import numpy as np
+    import pandas as pd
+
+    from seedopt.errors import SeedoptError
+    from seedopt.studies.escalate import write_table
+    from seedopt.studies.results import assemble, write_part
+
+    big = np.random.default_rng(0).random(40_000)  # 320 kB, incompressible (gzip: dose_gy)
+    record = {"attrs": {"key": "case__base"}, "arrays": {"dose_gy": big.astype(np.float32)}}
+    with mounted_tmpfs(tmp_path / "small", "size=64k") as disk:
+        with pytest.raises(OSError, match="No space left"):
+            write_part(disk / "parts", record)
+        with pytest.raises(OSError, match="No space left"):
+            assemble(disk / "results.h5", [record])
+        table = pd.DataFrame({"rx_gy": big, "d90_gy": big})
+        with pytest.raises(SeedoptError, match="No space left"):
+            write_table(table, disk / "esc", {"case": "c"})
+        assert [p.name for p in disk.rglob("*") if p.is_file()] == []

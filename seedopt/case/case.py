@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_h5
 from ..errors import SeedoptError
 from .config import CaseSpec
 from .grid import Grid
@@ -108,9 +108,8 @@ class Case:
 
     def save_h5(self, path: Path) -> None:
         """Write an HDF5 case file atomically (a temporary file renamed into place)."""
-        import h5py
 
-        with atomic_path(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_h5(Path(path)) as f:
             f.attrs.update(
                 format=H5_FORMAT,
                 name=self.name,

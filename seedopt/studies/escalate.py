@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_h5, atomic_path
 from ..backend import Backend
 from ..errors import SeedoptError
 from ..plan_config import PlanSpec
@@ -138,16 +138,14 @@ def _row(
 def write_table(table: Any, out: Path, attrs: dict[str, Any]) -> list[Path]:
     """``escalation.h5`` (compound dataset ``table``, ``attrs``) and ``escalation.csv``,
     each written atomically."""
-    import h5py
 
     h5, csv = out / "escalation.h5", out / "escalation.csv"
     records = table.to_records(index=False)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(h5) as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.create_dataset("table", data=np.asarray(records))
-                f.attrs.update(schema="seedopt-escalation-1", **attrs)
+        with atomic_h5(h5) as f:
+            f.create_dataset("table", data=np.asarray(records))
+            f.attrs.update(schema="seedopt-escalation-1", **attrs)
         with atomic_path(csv) as tmp:
             table.to_csv(tmp, index=False)
     except OSError as exc:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_h5
 from ..errors import SeedoptError
 from ..plan_metrics import PlanMetrics
 
@@ -57,14 +57,12 @@ def part_path(parts: Path, key: str) -> Path:
 def write_part(parts: Path, record: dict[str, Any]) -> Path:
     """Write one task's record (``attrs`` and ``arrays``) as ``parts/<key>.h5``, atomically:
     the file is either absent or complete."""
-    import h5py
 
     parts.mkdir(parents=True, exist_ok=True)
     path = part_path(parts, record["attrs"]["key"])
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            _write_group(f.create_group(f"tasks/{record['attrs']['key']}"), record)
-            f.attrs["schema"] = SCHEMA
+    with atomic_h5(path) as f:
+        _write_group(f.create_group(f"tasks/{record['attrs']['key']}"), record)
+        f.attrs["schema"] = SCHEMA
     return path
 
 
@@ -150,16 +148,15 @@ def assemble(out: Path, records: Iterable[dict[str, Any]]) -> Path:
     dtype = np.dtype([(c, text) for c in TEXT_COLUMNS] + [(c, "f8") for c in NUMBER_COLUMNS])
     table = np.array([tuple(row[c] for c in SUMMARY_COLUMNS) for row in rows], dtype=dtype)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update(
-                schema=SCHEMA,
-                n_tasks=len(records),
-                created_utc=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            )
-            f.create_dataset("summary", data=table)
-            for r in records:
-                _write_group(f.create_group(f"tasks/{r['attrs']['key']}"), r)
+    with atomic_h5(out) as f:
+        f.attrs.update(
+            schema=SCHEMA,
+            n_tasks=len(records),
+            created_utc=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        )
+        f.create_dataset("summary", data=table)
+        for r in records:
+            _write_group(f.create_group(f"tasks/{r['attrs']['key']}"), r)
     return out
 
 
