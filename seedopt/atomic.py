@@ -14,8 +14,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .errors import SeedoptError
+
 _TEMPORARY = re.compile(r"^\.(.+)\.tmp-(\d+)(?:-[0-9a-f]+)?$")
 """``.NAME.tmp-PID-TOKEN``: a temporary of ``atomic_path`` (older ones lack the token)."""
+
+
+def writable_folder(folder: Path, what: str) -> Path:
+    """``folder`` created (with its parents) and writable by this process, or one
+    ``SeedoptError`` naming ``what`` asked for it (``--out /d/r.h5``)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SeedoptError(f"{what}: cannot create {folder}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SeedoptError(f"{what}: cannot write in {folder}")
+    return folder
 
 
 def fsync_file(path: Path) -> None:
@@ -89,9 +103,10 @@ def _running(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: Path) -> list[Path]:
-    """Remove the temporaries of ``atomic_path`` in ``folder`` whose process has ended (a
-    killed run); those of running processes are kept. Returns what was removed."""
+def remove_stale_temporaries(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove the temporaries of ``atomic_path`` in ``folder`` (only those standing for
+    ``name``, when given) whose process has ended (a killed run); those of running processes
+    are kept. Returns what was removed."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -99,7 +114,12 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
         return removed
     for entry in entries:
         temporary = temporary_of(entry.name)
-        if temporary and entry.is_file(follow_symlinks=False) and not _running(temporary[1]):
+        if (
+            temporary
+            and (name is None or temporary[0] == name)
+            and entry.is_file(follow_symlinks=False)
+            and not _running(temporary[1])
+        ):
             try:
                 os.unlink(entry.path)
             except OSError:

@@ -521,3 +521,22 @@ def test_study_hdf5_files_on_a_full_disk_are_an_error_and_leave_nothing(tmp_path
         with pytest.raises(SeedoptError, match="No space left"):
             write_table(table, disk / "esc", {"case": "c"})
         assert [p.name for p in disk.rglob("*") if p.is_file()] == []
+
+
+def test_stale_temporaries_are_told_by_their_writers_pid_and_name(tmp_path: Path) -> None:
+    """``remove_stale_temporaries`` (the cache's and the batch runner's cleanup) reads the
+    writer's pid from ``.NAME.tmp-PID-TOKEN``, even when the token is all digits, and with a
+    name removes only that file's temporaries."""
+    from seedopt.atomic import remove_stale_temporaries
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    mine = tmp_path / f".results.h5.tmp-{ended.pid}-12345678"
+    other = tmp_path / f".notes.h5.tmp-{ended.pid}-0123abcd"
+    live = tmp_path / f".results.h5.tmp-{os.getpid()}-0123abcd"
+    for path in (mine, other, live):
+        path.write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path, "results.h5") == [mine]
+    assert other.exists() and live.exists()
+    assert remove_stale_temporaries(tmp_path) == [other]
+    assert live.exists()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 import numpy as np
 
-from ..errors import SeedoptError
+from ..atomic import writable_folder
 from .options import SEED, backend_option, cache_folder, cache_option, echo_backend
 
 config_paths = click.argument(
@@ -133,7 +132,7 @@ def escalate_cmd(
     if needles is not None and not np.all(needles == np.round(needles)):
         raise click.BadParameter("needle limits must be whole numbers", param_hint="--max-needles")
     spec = load_plan_spec(config)
-    writable_folder(out)  # before the sweep, not after it
+    writable_folder(out, "--out")  # before the sweep, not after it
     table = escalate(
         spec,
         echo_backend(backend),
@@ -158,16 +157,6 @@ def escalate_cmd(
     with pd_options():
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     click.echo(f"wrote {', '.join(p.name for p in written)} in {out}/", err=True)
-
-
-def writable_folder(out: Path) -> None:
-    """``--out`` created (with its parents) and writable, or one error naming it."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SeedoptError(f"--out {out}: cannot create the folder: {exc.strerror}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise SeedoptError(f"--out {out}: cannot write in the folder")
 
 
 def pd_options():  # type: ignore[no-untyped-def]

@@ -26,11 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, remove_stale_temporaries, writable_folder
 from ..errors import SeedoptError
 from ..plan_config import PlanSpec, load_plan_spec
 from .ray_session import DEFAULT_CONNECT_TIMEOUT_S, ray_session, terminate_as_exit
-from .ray_watchdog import alive
 from .results import assemble, read_part, summary_row, write_part
 from .specs import load_variants, spec_digest, spec_with
 
@@ -265,15 +264,6 @@ def plan_task(task: Task, backend_request: str, cache_dir: str | None) -> dict[s
     return {"attrs": attrs, "arrays": arrays, "log": "\n".join(log) + "\n"}
 
 
-def _remove_stale_temps(folder: Path, name: str = "*") -> None:
-    """Temporary files ``.NAME.tmp-PID`` a killed batch left in ``folder`` (their writer,
-    process PID, is gone)."""
-    for tmp in folder.glob(f".{name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
 def _output_folders(out: Path) -> tuple[Path, Path]:
     """``OUT.parts/`` and ``OUT.logs/``, created and writable, or one error naming them."""
     if out.is_dir():
@@ -281,12 +271,7 @@ def _output_folders(out: Path) -> tuple[Path, Path]:
     parts = out.with_name(out.name + ".parts")
     logs = out.with_name(out.name + ".logs")
     for folder in (parts, logs):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SeedoptError(f"--out {out}: cannot create {folder}: {exc.strerror}") from None
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise SeedoptError(f"--out {out}: cannot write in {folder}")
+        writable_folder(folder, f"--out {out}")
     return parts, logs
 
 
@@ -318,8 +303,8 @@ def run_batch(
     out = Path(out)
     parts, logs = _output_folders(out)
     for folder in (parts, logs):
-        _remove_stale_temps(folder)
-    _remove_stale_temps(out.parent, out.name)
+        remove_stale_temporaries(folder)
+    remove_stale_temporaries(out.parent, out.name)
     records: dict[str, dict[str, Any]] = {}
     todo = []
     for task in tasks:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, writable_folder
 from ..backend import Backend
 from ..errors import SeedoptError
 from ..optimizer import PlanProblem
@@ -83,10 +83,7 @@ def tune(
 
     if objective not in OBJECTIVES:
         raise SeedoptError(f"unknown tune objective {objective!r}; one of {', '.join(OBJECTIVES)}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SeedoptError(f"--out {out}: cannot create the folder: {exc.strerror}") from None
+    writable_folder(out, "--out")
     storage = storage or f"sqlite:///{(out / 'tune.db').resolve()}"
     name = study_name or f"seedopt-{objective}"
     directions = (
