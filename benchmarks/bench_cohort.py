@@ -12,7 +12,10 @@ default budgets, a longer MILP). Per case, one child process builds the case, it
 and the dose-influence matrix once (CPU), then runs each method with the mode's options and
 the random seed 0 and evaluates each plan on the full dose grid; ``anneal-gpu`` is the
 annealer on the GPU backend (the matrix rebuilt there), reported as not run where no GPU is
-usable. A case that outlives ``--timeout-s`` keeps the rows it finished.
+usable. A method that refuses a case (no plan at least as good as the rule-based loading,
+``seedopt.optimizer.usable``) gives a row with ``"refused"``: its one-line message, the
+seconds it took and the bounds it proved. A case that outlives ``--timeout-s`` keeps the
+rows it finished.
 
 Quality numbers (everything but the times) are the same on every run: the seed is fixed,
 the LP repair stops on a step count and the MILP on a node limit. The exception: an LP or
@@ -107,18 +110,24 @@ def method_options(mode: str, method: str) -> dict[str, Any]:
     return dict(o.get(method.removesuffix("-gpu"), {}))
 
 
-def plan_row(
-    plan: Plan, result: OptimizeResult, penalty: PenaltyObjective, organs: list[str]
-) -> dict[str, Any]:
-    """The numbers of one plan (metrics on the full dose grid) and its model score."""
-    m = plan.metrics
-    t = m.target_metrics()
+def proven_bounds(result: OptimizeResult) -> dict[str, float]:
+    """The lower bounds of the model objective that the method proved (also when its plan
+    is refused: a bound holds whatever the plan)."""
     bounds = {}
     if result.method == "lp" and result.bound is not None:
         bounds["lp_relaxation"] = result.bound
     if result.method == "milp":
         bounds["lp_relaxation"] = result.extra.get("lp_relaxation")
         bounds["milp_dual"] = result.bound
+    return {k: v for k, v in bounds.items() if v is not None}
+
+
+def plan_row(
+    plan: Plan, result: OptimizeResult, penalty: PenaltyObjective, organs: list[str]
+) -> dict[str, Any]:
+    """The numbers of one plan (metrics on the full dose grid) and its model score."""
+    m = plan.metrics
+    t = m.target_metrics()
     return {
         "status": result.status,
         "message": result.message,
@@ -143,7 +152,7 @@ def plan_row(
         "goals_met": m.goals_met,
         "objective": result.fun,
         "model_value": penalty.evaluate(result.x),
-        "bounds": {k: v for k, v in bounds.items() if v is not None},
+        "bounds": proven_bounds(result),
     }
 
 
@@ -153,6 +162,7 @@ def run_case(name: str, mode: str, methods: list[str]) -> None:
     from seedopt.optimizer.milp import penalty_objective
 
     from seedopt.backend import cpu_backend, gpu_unavailable_reason, select_backend
+    from seedopt.errors import SeedoptError
     from seedopt.pipeline import prepare
     from seedopt.plan_config import PlanSpec
     from seedopt.planning import finish_plan
@@ -195,10 +205,17 @@ def run_case(name: str, mode: str, methods: list[str]) -> None:
                 gpu = select_backend("gpu")[0]
                 gpu_problem = prepare(spec, gpu, reuse=prepared).problem
             run_on = gpu_problem
+        optimizer = get_optimizer(method.removesuffix("-gpu"))
+        options = optimizer.parse_options(method_options(mode, method))
         t = time.perf_counter()
-        result = get_optimizer(method.removesuffix("-gpu")).solve(
-            run_on, rng=SEED, **method_options(mode, method)
-        )
+        result = optimizer.run(run_on, SEED, options)  # solve = run + check_usable
+        try:
+            optimizer.check_usable(run_on, result, options)
+        except SeedoptError as exc:  # refused: no usable plan (optimizer.usable)
+            seconds = time.perf_counter() - t
+            row.update(refused=str(exc), seconds=seconds, bounds=proven_bounds(result))
+            print(json.dumps(row), file=out)
+            continue
         seconds = time.perf_counter() - t
         plan = finish_plan(prepared, result, cpu, {})
         row.update(plan_row(plan, result, penalty, organs), seconds=seconds)
@@ -300,6 +317,8 @@ def line(r: dict) -> str:
     head = f"{r['case']:22} {r['method']:10}"
     if "skipped" in r:
         return f"{head} {r['skipped']}"
+    if "refused" in r:
+        return f"{head} refused after {r['seconds']:.1f} s: {r['refused']}"
     return (
         f"{head} D90/Rx {r['D90_over_rx']:.3f} V150 {r['V150']:5.1f} V200 {r['V200']:5.1f} "
         f"seeds {r['seeds']:3d} needles {r['needles']:3d} "

@@ -121,8 +121,10 @@ def summary(rows: list[dict]) -> list[str]:
     ]
     for m in _methods(rows):
         mine = [r for r in planned if r["method"] == m]
+        refused = sum("refused" in r for r in rows if r["method"] == m)
         if not mine:
-            why = next(r["skipped"] for r in rows if r["method"] == m and "skipped" in r)
+            skipped = [r["skipped"] for r in rows if r["method"] == m and "skipped" in r]
+            why = skipped[0] if skipped else f"{refused} refused"
             out.append(f"| {m} | 0 of {len(cases)} ({why}) |" + " |" * 9)
             continue
         reach = [r for r in mine if r["reachable"]]
@@ -131,7 +133,8 @@ def summary(rows: list[dict]) -> list[str]:
             r["needles"] / clinical[r["case"]]["needles"] for r in mine if r["case"] in clinical
         ]
         out.append(
-            f"| {m} | {len(mine)} of {len(cases)} | {sum(r['goals_met'] for r in reach)} of "
+            f"| {m} | {len(mine)} of {len(cases)}{f' ({refused} refused)' if refused else ''} | "
+            f"{sum(r['goals_met'] for r in reach)} of "
             f"{len(reach)} | {_fmt(_median([r['D90_over_rx'] for r in mine]), '.3f')} | "
             f"{_fmt(_median([r['V150'] for r in mine]), '.1f')} | "
             f"{_fmt(_median([r['V200'] for r in mine]), '.1f')} | "
@@ -154,6 +157,9 @@ def every_case(rows: list[dict]) -> list[str]:
         head = f"| {r['case']} | {cc:.1f} | {r['prescription_gy']:g} | {r['method']} |"
         if "skipped" in r:
             out.append(f"{head} not run: {r['skipped']} |" + " |" * 11)
+            continue
+        if "refused" in r:
+            out.append(f"{head} refused: {r['refused']} |" + " |" * 9 + f" {r['seconds']:.1f} | |")
             continue
         out.append(
             f"{head} {r['D90_over_rx']:.3f} | {r['V100']:.1f} | {r['V150']:.1f} | "
