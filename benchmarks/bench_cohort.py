@@ -51,7 +51,7 @@ from _machine import RESULTS, machine, result_stem, rows_out, run_child_rows
 from cohort import BY_NAME, select
 
 if TYPE_CHECKING:
-    from seedopt.optimizer.base import OptimizeResult, PlanProblem, SoftWeights
+    from seedopt.optimizer.base import OptimizeResult, PlanProblem
     from seedopt.optimizer.milp import PenaltyObjective
 
     from seedopt.pipeline import PreparedCase
@@ -138,11 +138,15 @@ def plan_row(
     result: OptimizeResult,
     penalty: PenaltyObjective,
     organs: list[str],
-    soft: SoftWeights,
+    problem: PlanProblem,
 ) -> dict[str, Any]:
-    """The numbers of one plan (metrics on the full dose grid), its model score and its seed
-    and needle cost (the objective's part ``soft`` prices them at)."""
+    """The numbers of one plan (metrics on the full dose grid), its model score, its seed and
+    needle cost (the objective's part that ``problem.soft`` prices them at) and its D90
+    shortfall on the problem's target rows (where the bound of that cost holds: none)."""
+    from seedopt.optimizer import terms
+
     m = plan.metrics
+    soft = problem.soft
     t = m.target_metrics()
     bounds = {}
     if result.method == "lp" and result.bound is not None:
@@ -174,6 +178,7 @@ def plan_row(
         "goals_met": m.goals_met,
         "objective": result.fun,
         "seed_needle_cost": soft.per_seed * m.n_seeds + soft.per_needle * m.n_needles,
+        "rx_shortfall_pct": float(terms(problem, result.x).shortfall_pct),
         "model_value": penalty.evaluate(result.x),
         "bounds": {k: v for k, v in bounds.items() if v is not None},
     }
@@ -181,7 +186,8 @@ def plan_row(
 
 def bound_row(problem: PlanProblem) -> dict[str, Any]:
     """The case's lower bound of the plan objective (``seedopt.optimizer.bound``), or why
-    there is none (non-finite bounds are None: no useful bound)."""
+    there is none. ``rx_reachable`` False: no loading reaches D90 >= Rx under the model, and
+    ``seed_needle_lb`` is None (the bound's infinity)."""
     from seedopt.errors import SeedoptError
 
     try:
@@ -199,6 +205,7 @@ def bound_row(problem: PlanProblem) -> dict[str, Any]:
     return {
         "objective_lb": finite(b.objective_lb),
         "seed_needle_lb": finite(b.seed_needle_lb),
+        "rx_reachable": b.seed_needle_lb != math.inf,
         "min_seeds": b.min_seeds,
         "message": b.message,
         "seconds": b.runtime_s,
@@ -298,7 +305,7 @@ def run_case(
             continue
         seconds = time.perf_counter() - t
         plan = finish_plan(prepared, result, cpu, {})
-        row.update(plan_row(plan, result, penalty, organs, problem.soft), seconds=seconds)
+        row.update(plan_row(plan, result, penalty, organs, problem), seconds=seconds)
         print(json.dumps(row), file=out)
 
 
@@ -326,13 +333,16 @@ def plan_gap_pct(value: float, lb: float | None) -> float | None:
 
 def add_bound_gaps(rows: list[dict], bounds: dict[str, dict]) -> None:
     """Each planned row's gap (%) of its plan objective ``f_gap_pct`` and of its seed and
-    needle cost ``seed_needle_gap_pct`` to its case's bound (``bounds``: case -> bound row)."""
+    needle cost ``seed_needle_gap_pct`` to its case's bound (``bounds``: case -> bound row);
+    the latter only for plans reaching D90 >= Rx on the problem's rows (what it bounds)."""
     for r in rows:
         b = bounds.get(r["case"], {})
         if "objective" not in r or "unavailable" in b or not b:
             continue
         r["f_gap_pct"] = plan_gap_pct(r["objective"], b["objective_lb"])
-        r["seed_needle_gap_pct"] = plan_gap_pct(r["seed_needle_cost"], b["seed_needle_lb"])
+        covered = r["rx_shortfall_pct"] <= 0
+        lb = b["seed_needle_lb"] if covered else None
+        r["seed_needle_gap_pct"] = plan_gap_pct(r["seed_needle_cost"], lb)
 
 
 def quality(rows: list[dict]) -> list[dict]:

@@ -299,7 +299,8 @@ def test_goal_1_compares_organs_where_the_rule_meets_a_limit_and_skips_refusals(
             {"name": "Skin D2cc <= 70 Gy", "value": skin, "limit": 70, "met": skin <= 70},
         ]
         row = {"case": "a", "method": method, "reachable": True, "asked_cc": 10.0}
-        planned = {"D90_over_rx": 1.0, "limits": limits, "needles": 10, "seeds": 20}
+        planned = {"D90_over_rx": 1.0, "rx_shortfall_pct": 0.0, "limits": limits, "needles": 10}
+        planned |= {"seeds": 20, "seed_needle_cost": 2.0}
         return row | planned | {"V150": 50.0, "seconds": 1.0, "time_limited": False} | kw
 
     rows = [
@@ -316,11 +317,10 @@ def test_goal_1_compares_organs_where_the_rule_meets_a_limit_and_skips_refusals(
     rows[1]["limits"][1].update(value=70.0, met=True)
     *_, organ, met, broken = default_report.goal1(rows)
     assert organ.passed and broken.passed
-    for r in rows[:3]:
-        r["seed_needle_cost"] = 2.0
+    rows[2]["rx_shortfall_pct"] = 0.5  # below Rx: outside what the seed and needle bound covers
     bench.add_bound_gaps(rows, {"a": {"objective_lb": 3.0, "seed_needle_lb": 1.5}})
     assert [r.get("f_gap_pct") for r in rows] == [40.0, 25.0, pytest.approx(100 / 3), None]
-    assert rows[0]["seed_needle_gap_pct"] == 25.0
+    assert [r.get("seed_needle_gap_pct") for r in rows] == [25.0, 25.0, None, None]
     assert "| a | 10.0 | milp | refused: use lp |" in "\n".join(default_report.every_case(rows))
 
 
