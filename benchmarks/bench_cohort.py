@@ -90,9 +90,9 @@ MODES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "default": {},
 }
-"""Options of each method per mode ({}: the optimizer's defaults); hybrid takes lp's and
-anneal's (in the default mode: its own defaults). The LP and MILP time limits are safety nets:
-a row they cut says so (its quality numbers may differ between runs)."""
+"""Options of each method per mode (none named: the optimizer's defaults; hybrid runs at its
+defaults in every mode). The LP and MILP time limits are safety nets: a row they cut says so
+(its quality numbers may differ between runs)."""
 TIMEOUT_S = {"quick": 300.0, "full": 3600.0, "default": 900.0}
 STEMS = {"quick": "", "full": "full", "default": "default"}
 """The name part of each mode's results files."""
@@ -125,11 +125,7 @@ def method_options(
 ) -> dict[str, Any]:
     """The options ``method`` runs with in ``mode``, with ``overrides[method]`` on top (the
     ``--options`` of a run: smaller budgets for a test of the harness)."""
-    o = MODES[mode]
-    if method == "hybrid" and mode != "default":
-        chosen = {"lp_options": o["lp"], "anneal_options": o["anneal"]}
-    else:
-        chosen = dict(o.get(method.removesuffix("-gpu"), {}))
+    chosen = MODES[mode].get(method.removesuffix("-gpu"), {})
     return {**chosen, **(overrides or {}).get(method, {})}
 
 

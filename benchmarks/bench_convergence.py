@@ -11,8 +11,7 @@ the best f the long runs find, and holds overall on at least 6 cases of differen
 Per case, one child process builds the case once (CPU, as ``bench_cohort.py`` does) and runs
 the default and the long runs one after another, each timed alone. ``--options``: hybrid's
 options for every run (the default: none; a test passes smaller budgets); the long runs
-multiply its ``effort`` (1 when not given) by ``--effort``. Where hybrid's options have no
-``effort`` the long runs use the default budget with their seeds, and the report says so.
+multiply its ``effort`` (1 when not given) by ``--effort``.
 Each run's trace of the best f against elapsed seconds (``extra["trace_s"]``,
 ``extra["trace_f"]``; the final point alone where the method keeps none) is drawn per case.
 
@@ -52,13 +51,6 @@ TRACE_POINTS = 400
 TIMEOUT_S = 7200.0
 
 
-def effort_supported() -> bool:
-    """Whether hybrid's options have ``effort`` (a multiplier of its budget)."""
-    from seedopt.optimizer import optimizer_class
-
-    return "effort" in optimizer_class(DEFAULT).Options.model_fields
-
-
 def thin(values: list[float], n: int = TRACE_POINTS) -> list[float]:
     """At most ``n`` of ``values``, evenly spaced, the first and last kept."""
     if len(values) <= n:
@@ -75,9 +67,7 @@ def run_case(name: str, effort: float, seeds: int, options: dict[str, Any]) -> N
     _, prepared, base = prepare_case(name)
     problem = prepared.problem
     runs: list[tuple[str, int, dict[str, Any]]] = [("default", DEFAULT_SEED, options)]
-    long_options = options
-    if effort_supported():
-        long_options = {**options, "effort": effort * options.get("effort", 1.0)}
+    long_options = {**options, "effort": effort * options.get("effort", 1.0)}
     runs += [("long", seed, long_options) for seed in range(seeds)]
     for kind, seed, opts in runs:
         t = time.perf_counter()
@@ -224,18 +214,13 @@ def plot(rows: list[dict], path: Path) -> Path | None:
 def report(info: dict, run: dict, rows: list[dict], figure: Path | None) -> str:
     """The Markdown report of one study."""
     per_case = case_criteria(rows)
-    effort = (
-        f"{run['effort']:g}x the budget"
-        if run["effort_supported"]
-        else "the default budget (hybrid's options have no `effort` yet)"
-    )
     lines = [
         f"# Convergence of the default method (issue 16, goal 2), {info['date']}",
         "",
         machine_line(info),
         f"Command: `{run['command']}`; wall time {run['wall_s'] / 60:.1f} min.",
         f"Default: `{DEFAULT}` with options {run['options'] or 'defaults'}, seed {DEFAULT_SEED}. "
-        f"Long runs: {effort}, seeds 0-{run['seeds'] - 1}.",
+        f"Long runs: {run['effort']:g}x the budget (`effort`), seeds 0-{run['seeds'] - 1}.",
         "",
         "f: the plan objective (lower is better); s: optimizer time (one run at a time). "
         "Tolerance: max(1 % of the best long f, 0.5).",
@@ -288,9 +273,6 @@ def main() -> None:
         write_report(args.report.with_suffix(""), data["machine"], data["run"], data["rows"])
         return
     cases = select(args.cases)
-    supported = effort_supported()
-    if not supported:
-        print("hybrid's options have no 'effort': the long runs use the default budget")
     info = machine()
     rows: list[dict] = []
     failures: dict[str, str] = {}
@@ -318,7 +300,6 @@ def main() -> None:
     run = {
         "command": command,
         "effort": args.effort,
-        "effort_supported": supported,
         "seeds": args.seeds,
         "options": args.options,
         "wall_s": time.perf_counter() - start,

@@ -168,7 +168,8 @@ def test_the_gap_is_measured_from_the_best_bound_of_the_case() -> None:
 def test_the_cohort_benchmark_runs_every_method_and_repeats_its_numbers(tmp_path: Path) -> None:
     """The harness on the two tiny cases in quick mode, twice: every method on every case,
     the report and its plots, every score at or above the proven model bound, hybrid no
-    worse than its own stages, and the same quality numbers on the second run."""
+    worse than the rule's loading it starts from, and the same quality numbers on the second
+    run."""
     from seedopt.backend import gpu_unavailable_reason
 
     _, bench = _cohort_modules()
@@ -194,7 +195,7 @@ def test_the_cohort_benchmark_runs_every_method_and_repeats_its_numbers(tmp_path
         fun = {
             r["method"]: r["objective"] for r in rows if r["case"] == case and "skipped" not in r
         }
-        assert fun["hybrid"] <= min(fun["lp"], fun["anneal"]) + 1e-9
+        assert fun["hybrid"] <= fun["clinical"] + 1e-9
     md = next((tmp_path / "run0").glob("*.md")).read_text()
     assert "## Every case" in md and "| tiny_vertebral | 3.1 | 110 | hybrid |" in md
     assert len(list((tmp_path / "run0").glob("*.png"))) == 3
@@ -223,13 +224,8 @@ def test_a_child_keeps_its_rows_apart_from_what_native_code_prints(tmp_path: Pat
     assert rows == [{"row": 0}, {"row": 1}, {"row": 2}]
 
 
-def _small_hybrid_options() -> dict:
-    """hybrid's options with a budget small enough for a test of the harness."""
-    from seedopt.optimizer import HybridOptions
-
-    if "effort" in HybridOptions.model_fields:
-        return {"effort": 0.05}
-    return {"anneal_options": {"chains": 4, "iterations": 300}}
+SMALL_HYBRID = {"effort": 0.05}
+"""hybrid's options with a budget small enough for a test of the harness."""
 
 
 def test_the_default_benchmark_judges_goals_1_and_3_from_its_rows(tmp_path: Path) -> None:
@@ -242,7 +238,7 @@ def test_the_default_benchmark_judges_goals_1_and_3_from_its_rows(tmp_path: Path
     import default_report
 
     options = {
-        "hybrid": _small_hybrid_options(),
+        "hybrid": SMALL_HYBRID,
         "anneal": {"chains": 4, "iterations": 300},
         "milp": {"node_limit": 5, "time_limit_s": 1.0},
     }
@@ -331,10 +327,10 @@ def test_the_convergence_study_judges_the_default_against_its_long_runs(tmp_path
     sys.path.insert(0, str(BENCHMARKS))
     import bench_convergence
 
-    options = _small_hybrid_options()
     report = run_benchmark(
         "bench_convergence.py",
-        *("--cases", "tiny", "--effort", "2", "--seeds", "2", "--options", json.dumps(options)),
+        *("--cases", "tiny", "--effort", "2", "--seeds", "2"),
+        *("--options", json.dumps(SMALL_HYBRID)),
         out=tmp_path,
         report="*-convergence.json",
     )
@@ -347,8 +343,7 @@ def test_the_convergence_study_judges_the_default_against_its_long_runs(tmp_path
     ]
     for r in rows:
         assert len(r["trace_s"]) == len(r["trace_f"]) >= 1 and r["trace_f"][-1] == r["fun"]
-        if r["run"] == "long" and data["run"]["effort_supported"]:
-            assert r["options"]["effort"] == 2 * options.get("effort", 1.0)
+        assert r["options"]["effort"] == (0.1 if r["run"] == "long" else 0.05)
     per_case = bench_convergence.case_criteria(rows)
     for criterion, c in zip(per_case, ("tiny_chest_wall", "tiny_vertebral"), strict=True):
         default, *long = (r["fun"] for r in rows if r["case"] == c)
