@@ -51,6 +51,15 @@ def machine() -> dict[str, object]:
     }
 
 
+def machine_line(info: dict) -> str:
+    """The report line of ``machine()``'s record: CPU, cores, memory, GPU, Python, NumPy."""
+    gpu = info["gpu"] or f"none ({info['gpu_unavailable_reason']})"
+    return (
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; GPU: {gpu}; "
+        f"Python {info['python']}, NumPy {info['numpy']}."
+    )
+
+
 def result_stem(name: str = "") -> Path:
     """benchmarks/results/<date>-<machine>[-<name>] (no suffix)."""
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from _machine import machine_line
+
 METHOD_ORDER = ("clinical", "lp", "milp", "anneal", "anneal-gpu", "hybrid")
 
 
@@ -28,6 +30,11 @@ def _median(values: list[float]) -> float:
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def not_run(r: dict) -> str:
+    """Why a row has no plan: the method was not run (``skipped``) or refused the problem."""
+    return f"not run: {r['skipped']}" if "skipped" in r else f"refused: {r['refused']}"
 
 
 def plots(rows: list[dict], stem: Path) -> list[Path]:
@@ -123,8 +130,8 @@ def summary(rows: list[dict]) -> list[str]:
         mine = [r for r in planned if r["method"] == m]
         refused = sum("refused" in r for r in rows if r["method"] == m)
         if not mine:
-            skipped = [r["skipped"] for r in rows if r["method"] == m and "skipped" in r]
-            why = skipped[0] if skipped else f"{refused} refused"
+            why = next(not_run(r) for r in rows if r["method"] == m)
+            why = f"{refused} refused" if refused else why
             out.append(f"| {m} | 0 of {len(cases)} ({why}) |" + " |" * 9)
             continue
         reach = [r for r in mine if r["reachable"]]
@@ -155,11 +162,8 @@ def every_case(rows: list[dict]) -> list[str]:
     for r in rows:
         cc = r.get("target_cc", r["asked_cc"])
         head = f"| {r['case']} | {cc:.1f} | {r['prescription_gy']:g} | {r['method']} |"
-        if "skipped" in r:
-            out.append(f"{head} not run: {r['skipped']} |" + " |" * 11)
-            continue
-        if "refused" in r:
-            out.append(f"{head} refused: {r['refused']} |" + " |" * 9 + f" {r['seconds']:.1f} | |")
+        if "D90_over_rx" not in r:
+            out.append(f"{head} {not_run(r)} |" + " |" * 11)
             continue
         out.append(
             f"{head} {r['D90_over_rx']:.3f} | {r['V100']:.1f} | {r['V150']:.1f} | "
@@ -222,14 +226,12 @@ def report(
     info: dict, run: dict, rows: list[dict], figures: list[Path], published: tuple[dict, ...]
 ) -> str:
     """The Markdown report of one benchmark run."""
-    gpu = info["gpu"] or f"none ({info['gpu_unavailable_reason']})"
     cases = list(dict.fromkeys(r["case"] for r in rows))
     options = "; ".join(f"`{m}` {o or 'defaults'}" for m, o in run["options"].items())
     lines = [
         f"# Cohort benchmark ({run['mode']} mode), {info['date']}",
         "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; GPU: {gpu}; "
-        f"Python {info['python']}, NumPy {info['numpy']}.",
+        machine_line(info),
         f"Command: `{run['command']}`; {len(cases)} cases, wall time "
         f"{run['wall_s'] / 60:.1f} min. Random seed {run['seed']}.",
         f"Options: {options}.",

@@ -108,13 +108,16 @@ def anneal_chains(
     chains: int,
     x0: Any,
     bar: Any,
+    chain_t0: Any = None,
 ) -> tuple[Any, Any, Any]:
     """The annealing loop of ``anneal`` on ``p`` (already ``decisive_rows``) with ``chains``
     chains (``options.chains`` is not read: a sweep runs levels x chains per level); ``p``'s
     prescription may be one per chain (a sweep). Returns each chain's best loading
     ((chains, m) bool) and objective ((chains,)) and the trace, in the matrices' module.
     The dose updates are the CUDA kernels of ``kernels.anneal`` on the GPU unless
-    ``options.use_kernels`` is False, their pure-array references otherwise."""
+    ``options.use_kernels`` is False, their pure-array references otherwise. ``x0``: one
+    start loading (m,) for every chain or one per chain (chains, m); ``chain_t0``: a first
+    temperature per chain ((chains,); default ``options.t0`` for all)."""
     iterations, t0, t_end = options.iterations, options.t0, options.t_end
     p_shift, p_swap = options.p_shift, options.p_swap
     xp = array_module(p.A_target)
@@ -140,21 +143,18 @@ def anneal_chains(
     structures = sorted({lim.structure for lim in p.hard})
     cols_o = {s: xp.ascontiguousarray(p.A_oar[s].T) for s in structures}
 
-    start_x = np.zeros(m, dtype=bool) if x0 is None else np.asarray(to_host(x0), bool)
-    if start_x.shape != (m,):
-        raise ValueError(f"x0 has shape {start_x.shape}; expected ({m},)")
-    X = xp.asarray(np.repeat(start_x[None], chains, axis=0))
-    # every chain starts from the same doses; float64 for the incremental updates (the
-    # matrix stays in its storage precision: float32 or float16)
-    x_start = xp.asarray(start_x)
-
-    def start_dose(A: Any) -> Any:
-        return xp.repeat(dose(A, x_start).astype(xp.float64)[None], chains, axis=0)
-
-    d_t = start_dose(p.A_target)
-    d_o = {s: start_dose(p.A_oar[s]) for s in structures}
+    start = np.zeros((chains, m), dtype=bool) if x0 is None else np.asarray(to_host(x0), bool)
+    if start.shape == (m,):
+        start = np.repeat(start[None], chains, axis=0)
+    if start.shape != (chains, m):
+        raise ValueError(f"x0 has shape {start.shape}; expected ({m},) or ({chains}, {m})")
+    X = xp.asarray(start)
+    # doses in float64 for the incremental updates (the matrix stays in its storage
+    # precision: float32 or float16)
+    d_t = dose(p.A_target, X).astype(xp.float64)
+    d_o = {s: dose(p.A_oar[s], X).astype(xp.float64) for s in structures}
     count = xp.asarray(
-        np.repeat(np.bincount(needle_h[start_x], minlength=p.n_needles)[None], chains, 0)
+        np.stack([np.bincount(needle_h[row], minlength=p.n_needles) for row in start])
     )
     n_seeds = X.sum(axis=1)
     n_needles = (count > 0).sum(axis=1)
@@ -162,7 +162,10 @@ def anneal_chains(
     best_f, best_X = f.copy(), X.copy()
     trace = xp.empty(iterations + 1)
     trace[0] = best_f.min()
-    temps = xp.asarray(t0 * (t_end / t0) ** (np.arange(iterations) / max(iterations - 1, 1)))
+    # a geometric schedule from each chain's first temperature to t_end: (iterations, chains)
+    first = np.broadcast_to(np.asarray(t0 if chain_t0 is None else chain_t0, float), (chains,))
+    frac = np.arange(iterations)[:, None] / max(iterations - 1, 1)
+    temps = xp.asarray(first[None] * (t_end / first[None]) ** frac)
     rows = xp.arange(chains)
 
     for it in range(iterations):
@@ -197,7 +200,7 @@ def anneal_chains(
         opens = w_add & (count[rows, nd_add] == 0)
         new_seeds = n_seeds + w_add - w_rem.astype(xp.int64)
         new_needles = n_needles + opens - frees.astype(xp.int64)
-        new_f = terms_from_doses(p, new_t, new_o, new_seeds, new_needles).total
+        new_f = terms_from_doses(p, new_t, new_o, new_seeds, new_needles, with_d90=False).total
 
         within = ((new_seeds <= cap_seeds) | (new_seeds <= n_seeds)) & (
             (new_needles <= cap_needles) | (new_needles <= n_needles)

@@ -1,41 +1,137 @@
-"""LP warm start polished by simulated annealing (the default optimizer).
+"""The default optimizer: annealing on a sample of the target, then local search on the exact
+objective, never worse than the rule-based loading.
 
-The annealer runs twice with the same options: once from the LP loading and once from the
-empty loading exactly as ``anneal`` runs with the same ``rng``; the better plan is returned.
-So ``hybrid`` is never worse than ``lp`` or than ``anneal`` with the same seed, at the cost
-of a second annealing run (the warm start alone lost to a cold start on some problems: a
-seed-heavy LP loading is a deep basin).
+1. The rule: the count-scaled clinical loading (``clinical``: needles 1 cm apart, peripheral
+   loading, the fewest seeds in rule order whose D90 reaches Rx).
+2. Annealing (``anneal``'s loop, ``anneal_options``) on the problem with its target rows
+   thinned to at most ``search_rows`` evenly spaced rows and its prescription raised by
+   ``search_margin`` when rows were dropped (``decisive_rows`` for the organs, thinned too
+   where they outnumber ``search_rows``: ``thinned``):
+   half the chains start from the rule's loading at ``anneal_options.t0``, half from the
+   empty one at the hotter ``cold_t0``, for
+   ``max(anneal_options.iterations, iterations_per_candidate x candidates) x effort`` moves.
+3. Local search (``local_search.improve``: flips, seed moves within ``radius_mm`` or to
+   needles in use, needle closings) from the best chain, first on the thinned problem, then
+   on every row (flips only above ``fine_rows`` target rows): the plan is a local optimum of
+   the exact objective under those moves (unless a phase hits its time limit).
+4. The plan returned is the better, by the exact objective, of that and the rule's loading
+   (the rule is left out, as a start too, where it breaks a seed or needle cap).
+
+Why: annealing from a good start finds the basin (how many needles, where), the local search
+makes it exact and finishes the fine moves that annealing reaches slowly, and the thinned
+target makes both about as fast on a 600 cc target as on a 30 cc one. The measured numbers
+are in docs/planning.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from .anneal import AnnealOptions, SimulatedAnnealingOptimizer
+from seedopt.config_types import Count, Fraction, Length_mm, PositiveReal
+
+from .anneal import AnnealOptions, anneal_chains
 from .base import OptimizeResult, PlanProblem
-from .lp import LPOptimizer, LPOptions
+from .clinical import ClinicalBaseline
+from .highs import sample_rows
+from .local_search import Loading, Neighbourhood, improve
+from .objective import decisive_rows, objective
 from .options import OptimizerOptions
-from .registry import BaseOptimizer, register
+from .registry import BaseOptimizer, register, to_host
+
+HYBRID_ANNEAL = AnnealOptions(chains=12, iterations=2000, t0=0.3, p_swap=0.3)
+"""Annealing defaults of ``hybrid``: t0 = 0.3 objective units (a few seeds' worth; the
+chains start from a good loading, so a hot start would only throw it away)."""
 
 
 class HybridOptions(OptimizerOptions):
-    """Options of ``hybrid``: one set for each stage."""
+    """Options of ``hybrid``, the default method."""
 
-    lp_options: LPOptions = Field(default=LPOptions(), description="options of ``lp``")
+    effort: PositiveReal = Field(
+        default=1.0,
+        description="multiplies the annealing moves and the local-search time limits (a "
+        "convergence study runs 16)",
+    )
     anneal_options: AnnealOptions = Field(
-        default=AnnealOptions(),
-        description="options of ``anneal`` for both runs (the warm start is the LP loading). "
-        "A cold-start temperature is kept on purpose: with t0 = 0.1 the chains stayed in the "
-        "LP loading's basin on small test problems",
+        default=HYBRID_ANNEAL,
+        description="the annealing stage; its iterations are the least number of moves per "
+        "chain (more on problems with many candidates: iterations_per_candidate)",
+    )
+    cold_t0: PositiveReal = Field(
+        default=30.0,
+        description="first temperature of the chains that start from the empty loading "
+        "(hot enough to cross the barriers of hard limits; the rule's chains start at "
+        "anneal_options.t0)",
+    )
+    iterations_per_candidate: PositiveReal = Field(
+        default=8.0, description="annealing moves per chain per candidate seed"
+    )
+    search_rows: Count = Field(
+        default=2000,
+        description="target rows (evenly spaced) the annealing and the first local search "
+        "score; the final local search scores every row",
+    )
+    search_margin: Fraction = Field(
+        default=0.005,
+        description="the thinned search aims its D90 this fraction above Rx, so that a plan "
+        "fitted to the sample also covers the rows left out (the final search takes back what "
+        "is not needed)",
+    )
+    fine_rows: Count = Field(
+        default=6000,
+        description="on targets of at most this many rows the final search on every row "
+        "makes every move; on larger ones only flips (the thinned search placed the seeds)",
+    )
+    radius_mm: Length_mm = Field(
+        default=8.0, description="a local-search move takes a seed to a free candidate this near"
+    )
+    local_search_s: PositiveReal = Field(
+        default=30.0, description="time limit of each local-search phase, s (a safety net)"
+    )
+
+    @field_validator("anneal_options", mode="before")
+    @classmethod
+    def _on_hybrid_defaults(cls, value: object) -> object:
+        """A partial ``anneal_options`` mapping overrides ``HYBRID_ANNEAL``, not ``anneal``'s
+        own defaults."""
+        if isinstance(value, dict):
+            return {**HYBRID_ANNEAL.model_dump(), **value}
+        return value
+
+
+def thinned(problem: PlanProblem, rows: int, margin: float) -> PlanProblem:
+    """The search's approximation of ``problem``: at most ``rows`` evenly spaced target rows
+    (the prescription then raised by the fraction ``margin``), and where the organ rows
+    together outnumber ``rows``, every s-th row of each organ with s times the volume per row
+    (so a D{v}cc counts about the same volume)."""
+    n = problem.A_target.shape[0]
+    changes: dict[str, object] = {}
+    if n > rows:
+        changes["A_target"] = problem.A_target[sample_rows(n, rows)]
+        changes["prescription_gy"] = problem.prescription_gy * (1.0 + margin)
+    organ_rows = sum(a.shape[0] for a in problem.A_oar.values())
+    if organ_rows > rows:
+        s = math.ceil(organ_rows / rows)
+        changes["A_oar"] = {k: a[::s] for k, a in problem.A_oar.items()}
+        changes["voxel_cc"] = problem.voxel_cc * s
+    return dataclasses.replace(problem, **changes)
+
+
+def within_caps(problem: PlanProblem, x: np.ndarray) -> bool:
+    """Whether loading ``x`` keeps the problem's seed and needle caps."""
+    needles = np.unique(np.asarray(to_host(problem.seed_needle))[x]).size
+    return (problem.max_seeds is None or int(x.sum()) <= problem.max_seeds) and (
+        problem.max_needles is None or needles <= problem.max_needles
     )
 
 
 @register("hybrid")
 class HybridOptimizer(BaseOptimizer[HybridOptions]):
-    """``lp`` loading polished by ``anneal``, and a cold ``anneal``: the better of the two."""
+    """Rule start, annealing on a thinned target, exact local search (module docstring)."""
 
     Options = HybridOptions
 
@@ -45,38 +141,81 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
         rng: np.random.Generator | int | None,
         options: HybridOptions,
     ) -> OptimizeResult:
-        """Run both stages (options: ``HybridOptions``).
+        """Plan ``problem`` (options: ``HybridOptions``); the same ``rng`` gives the same plan.
 
         Returns
         -------
-        ``extra`` holds ``lp_fun``, ``lp_runtime_s``, ``warm_fun`` (annealed from the LP
-        loading), ``cold_fun`` (annealed from empty), ``anneal_runtime_s`` (both runs),
-        ``start`` ("lp" or "empty": which run won) and its ``trace``; ``bound`` is None.
+        ``extra``: ``rule_fun`` (the rule's loading; inf where it breaks a cap), ``anneal_fun`` (the best chain, exact
+        objective), ``search_fun`` (after the thinned local search), ``moves`` (local-search
+        moves taken), ``iterations``, ``start`` ("search" or "rule": which plan won), and
+        ``trace_s`` / ``trace_f``: the best exact objective so far against the seconds since
+        the start (the rule, the annealing's best at its end, each local-search phase).
         """
         start = time.perf_counter()
-        lp = LPOptimizer(self.progress).run(problem, None, options.lp_options)
-        anneal = SimulatedAnnealingOptimizer(self.progress)
-        gen = np.random.default_rng(rng)  # one stream: the cold run draws first, as anneal's
-        cold = anneal.run(problem, gen, options.anneal_options)
-        warm = anneal.run(problem, gen, options.anneal_options, x0=lp.x)
-        best, start_from = (warm, "lp") if warm.fun <= cold.fun else (cold, "empty")
+        trace_s: list[float] = []
+        trace_f: list[float] = []
+
+        def record(f: float) -> None:
+            trace_s.append(time.perf_counter() - start)
+            trace_f.append(min(f, trace_f[-1]) if trace_f else f)
+
+        rule = ClinicalBaseline().run(problem, None, ClinicalBaseline.Options())
+        record(rule.fun if within_caps(problem, rule.x) else math.inf)
+        exact = decisive_rows(problem)
+        search = thinned(exact, options.search_rows, options.search_margin)
+        a = options.anneal_options
+        iterations = math.ceil(
+            options.effort
+            * max(a.iterations, options.iterations_per_candidate * problem.n_candidates)
+        )
+        chains = max(2, a.chains)
+        x0 = np.zeros((chains, problem.n_candidates), dtype=bool)
+        rule_fun = rule.fun if within_caps(problem, rule.x) else math.inf
+        if math.isfinite(rule_fun):
+            x0[: chains // 2] = rule.x
+        chain_t0 = np.where(np.arange(chains) < chains // 2, a.t0, max(a.t0, options.cold_t0))
+        best_X, best_f, _ = anneal_chains(
+            search,
+            rng,
+            a.replace(iterations=iterations),
+            chains=chains,
+            x0=x0,
+            bar=self.progress_bar(iterations, "anneal"),
+            chain_t0=chain_t0,
+        )
+        x_anneal = to_host(best_X[int(np.argmin(to_host(best_f)))]).astype(bool)
+        anneal_fun = float(objective(problem, x_anneal))
+        record(anneal_fun)
+        neighbours = Neighbourhood(problem, options.radius_mm)
+        limit_s = options.local_search_s * options.effort
+        coarse = Loading(search, x_anneal)
+        moves = improve(coarse, neighbours, deadline=time.perf_counter() + limit_s)
+        search_fun = float(objective(problem, coarse.x))
+        record(search_fun)
+        fine = Loading(exact, coarse.x)
+        finish = neighbours if exact.A_target.shape[0] <= options.fine_rows else None
+        moves += improve(fine, finish, deadline=time.perf_counter() + limit_s)
+        record(fine.f)
+        x, won = (fine.x, "search") if fine.f <= rule_fun else (rule.x, "rule")
         return OptimizeResult(
-            x=best.x,
-            fun=best.fun,
-            success=best.success,
-            status=best.status,
-            message=f"lp: {lp.message}; anneal from the {start_from} loading: {best.message}",
-            nit=lp.nit + warm.nit + cold.nit,
-            nfev=lp.nfev + warm.nfev + cold.nfev,
+            x=x,
+            fun=float(objective(problem, x)),
+            success=True,
+            status=0,
+            message=f"{chains} chains x {iterations} moves on {search.A_target.shape[0]} target "
+            f"rows, then {moves} local-search moves; the {won}'s plan",
+            nit=iterations + moves,
+            nfev=chains * (iterations + 1) + moves,
             method=self.name,
             runtime_s=time.perf_counter() - start,
             extra={
-                "lp_fun": lp.fun,
-                "lp_runtime_s": lp.runtime_s,
-                "warm_fun": warm.fun,
-                "cold_fun": cold.fun,
-                "anneal_runtime_s": warm.runtime_s + cold.runtime_s,
-                "start": start_from,
-                "trace": best.extra["trace"],
+                "rule_fun": rule_fun,
+                "anneal_fun": anneal_fun,
+                "search_fun": search_fun,
+                "moves": moves,
+                "iterations": iterations,
+                "start": won,
+                "trace_s": trace_s,
+                "trace_f": trace_f,
             },
         )

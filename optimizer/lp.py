@@ -29,7 +29,7 @@ from .usable import USE_INSTEAD, require_usable
 
 
 class LPOptions(OptimizerOptions):
-    """Options of ``lp`` (and of the LP stage of ``hybrid``)."""
+    """Options of ``lp``."""
 
     time_limit_s: PositiveReal = Field(
         default=30.0, description="wall-time limit of the LP solve, s"
@@ -163,8 +163,8 @@ class LPOptimizer(BaseOptimizer[LPOptions]):
         after rounding), ``repair_flips`` and ``stopped_by``: the option whose limit cut the
         method short (``"time_limit_s"``: the LP; ``"repair_steps"``, ``"repair_time_s"``:
         the repair, ``greedy_flips``), or None.
-        ``solve`` presents the result only if it is usable (``check_usable``); ``run``, which
-        ``hybrid`` calls for its warm start, returns it as is.
+        ``solve`` presents the result only if it is usable (``check_usable``); ``run`` returns
+        it as is.
         """
         start = time.perf_counter()
         m = problem.n_candidates

@@ -9,8 +9,8 @@ naming the method, what went wrong in numbers and what to use instead: no empty 
 none that the rule beats, is shown as a result.
 
 ``BaseOptimizer.solve`` hands every result to the method's ``check_usable``; ``milp`` and
-``lp`` apply ``require_usable`` there, while ``run`` (what ``hybrid`` calls for its LP warm
-start) returns the result as the method left it.
+``lp`` apply ``require_usable`` there, while ``run`` returns the result as the method left it
+(for a caller that wants a stage's raw result or a proven bound, as the benchmarks do).
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def test_every_method_has_a_frozen_strict_options_model_with_documented_defaults
         (
             "hybrid",
             {"chains": 8},
-            r"optimizer\.options\.chains: unknown key \(known keys: anneal_options, lp_options\)",
+            r"optimizer\.options\.chains: unknown key \(known keys: anneal_options, .*effort",
         ),
         (
             "hybrid",
@@ -111,8 +111,8 @@ def test_every_method_has_a_frozen_strict_options_model_with_documented_defaults
         ),
         (
             "hybrid",
-            {"lp_options": {"max_points": 0}},
-            r"options\.lp_options\.max_points: .*greater than or equal to 1",
+            {"search_rows": 0},
+            r"options\.search_rows: .*greater than or equal to 1",
         ),
         (
             "lp",
@@ -166,7 +166,9 @@ def test_good_options_load_and_keep_what_was_written(tmp_path: Path) -> None:
     spec = load_plan_spec(write(tmp_path, config("hybrid", {"anneal_options": {"chains": 4}})))
     options = spec.optimizer.options_for()
     assert isinstance(options, HybridOptions)
-    assert options.anneal_options.chains == 4 and options.anneal_options.iterations == 8000
+    # the other annealing options keep hybrid's defaults, not anneal's
+    assert options.anneal_options.chains == 4 and options.anneal_options.iterations == 2000
+    assert options.anneal_options.t0 == 0.3
     assert spec.optimizer.options == {"anneal_options": {"chains": 4}}
 
 

@@ -152,13 +152,6 @@ def test_lp_cut_short_names_the_limit_to_raise() -> None:
     assert m["raise"] == ", or raise repair_steps"
 
 
-def test_hybrid_keeps_the_lp_loading_that_lp_alone_refuses() -> None:
-    with pytest.raises(SeedoptError):
-        get_optimizer("lp").solve(CUT_SHORT)
-    res = get_optimizer("hybrid").solve(CUT_SHORT, rng=0, anneal_options={"iterations": 300})
-    assert res.x.any() and np.isfinite(res.extra["lp_fun"])
-
-
 # where a refusal shows ------------------------------------------------------------------------
 
 

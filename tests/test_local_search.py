@@ -1,0 +1,160 @@
+"""Specification of the default method's parts: the quantile shortcuts of the objective, the
+exact local search (flips, seed moves, needle closings) and the default itself."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from seedopt.optimizer import HardLimit, SoftWeights, get_optimizer, objective
+from seedopt.optimizer.hybrid import thinned
+from seedopt.optimizer.local_search import Loading, Neighbourhood, closing, flips, improve, pad
+from seedopt.optimizer.objective import decisive_rows, dose, terms_from_doses
+from seedopt.optimizer.synthetic import RECTUM_LIMITS, RX_GY, synthetic_problem
+
+from seedopt.errors import SeedoptError
+
+LIMITS = (HardLimit("rectum", "D0.1cc", 60.0), HardLimit("rectum", "Dmax", 90.0))
+
+
+def problem(seed: int = 0, **kw):
+    return synthetic_problem(seed, hard=LIMITS, needles=4, per_needle=5, **kw)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_quantiles_found_only_where_they_matter_give_the_same_total(seed: int) -> None:
+    """with_d90=False skips D90 where at least 90 % of points reach Rx and a D{v}cc where it
+    is below every priced dose: the total is the same for loadings on both sides."""
+    p = problem(seed)
+    X = np.random.default_rng(seed).random((200, p.n_candidates)) < np.linspace(0.05, 0.9, 200)[:, None]
+    d_t = dose(p.A_target, X).astype(np.float64)
+    d_o = {"rectum": dose(p.A_oar["rectum"], X).astype(np.float64)}
+    n_s = X.sum(axis=1)
+    n_n = np.array([len(set(p.seed_needle[row])) for row in X])
+    full = terms_from_doses(p, d_t, d_o, n_s, n_n)
+    fast = terms_from_doses(p, d_t, d_o, n_s, n_n, with_d90=False)
+    assert (full.shortfall_pct > 0).any() and (full.shortfall_pct == 0).any()
+    np.testing.assert_allclose(fast.total, full.total, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast.shortfall_pct, full.shortfall_pct, rtol=0, atol=1e-12)
+
+
+def test_the_shortcut_keeps_one_prescription_per_row_of_a_sweep() -> None:
+    p = problem(1)
+    X = np.random.default_rng(3).random((40, p.n_candidates)) < 0.5
+    rx = np.linspace(0.6, 1.6, 40) * RX_GY
+    q = dataclasses.replace(p, prescription_gy=rx)
+    d_t = dose(p.A_target, X).astype(np.float64)
+    d_o = {"rectum": dose(p.A_oar["rectum"], X).astype(np.float64)}
+    args = (q, d_t, d_o, X.sum(axis=1), np.zeros(40))
+    np.testing.assert_allclose(
+        terms_from_doses(*args, with_d90=False).total, terms_from_doses(*args).total, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_every_move_is_scored_with_the_exact_objective(seed: int) -> None:
+    """A flip, a seed move and a needle closing each score what ``objective`` gives the
+    loading they lead to, and taking them keeps the loading's doses exact."""
+    p = decisive_rows(problem(seed))
+    g = np.random.default_rng(seed)
+    load = Loading(p, g.random(p.n_candidates) < 0.4)
+    assert load.f == pytest.approx(float(objective(p, load.x)), rel=1e-6)
+    rem, add = flips(load)
+    r2, a2 = Neighbourhood(p, 12.0).moves(load)
+    rem, add = np.concatenate([rem, r2]), np.concatenate([add, a2])
+    assert len(r2) > 0
+    values = load.score(rem, add)
+    for k in g.choice(len(rem), size=12, replace=False):
+        x = load.x.copy()
+        x[rem[k][rem[k] >= 0]] = False
+        x[add[k][add[k] >= 0]] = True
+        assert values[k] == pytest.approx(float(objective(p, x)), rel=1e-6)
+    used = np.flatnonzero(load.count)
+    move = closing(load, int(used[0]))
+    x = load.x.copy()
+    x[list(move.remove)] = False
+    x[list(move.add)] = True
+    assert not x[p.seed_needle == used[0]].any()
+    assert move.f == pytest.approx(float(objective(p, x)), rel=1e-6)
+    load.apply(move)
+    assert load.n_needles == len(used) - 1
+    np.testing.assert_allclose(load.d_t, dose(p.A_target, x), rtol=1e-6)
+    assert load.f == pytest.approx(float(objective(p, load.x)), rel=1e-6)
+
+
+def test_padded_moves_add_nothing_where_they_are_shorter() -> None:
+    p = decisive_rows(problem(2))
+    load = Loading(p, np.zeros(p.n_candidates, bool))
+    both = load.score(pad([(), ()]), pad([(0, 1), (0,)]))
+    one = load.score(pad([()]), pad([(0,)]))
+    assert both[1] == one[0] and both[0] != one[0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_local_search_ends_at_a_local_optimum_without_getting_worse(seed: int) -> None:
+    p = decisive_rows(problem(seed))
+    start = np.random.default_rng(seed).random(p.n_candidates) < 0.3
+    load = Loading(p, start)
+    before = load.f
+    neighbours = Neighbourhood(p, 12.0)
+    improve(load, neighbours)
+    assert load.f <= before
+    assert load.f == pytest.approx(float(objective(p, load.x)), rel=1e-6)
+    rem, add = flips(load)
+    r2, a2 = neighbours.moves(load)
+    assert load.score(np.concatenate([rem, r2]), np.concatenate([add, a2])).min() >= load.f - 1e-9
+
+
+def test_local_search_keeps_the_caps() -> None:
+    p = decisive_rows(problem(0, max_seeds=5, max_needles=2))
+    load = Loading(p, np.zeros(p.n_candidates, bool))
+    improve(load, Neighbourhood(p, 12.0))
+    assert load.n_seeds <= 5 and load.n_needles <= 2 and load.n_seeds > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_default_is_never_worse_than_the_rule_loading_it_starts_from(seed: int) -> None:
+    p = synthetic_problem(seed, hard=RECTUM_LIMITS, needles=5, per_needle=6)
+    rule = get_optimizer("clinical").solve(p)
+    res = get_optimizer("hybrid").solve(p, rng=seed, anneal_options={"iterations": 200})
+    assert res.fun <= rule.fun
+    assert res.fun == pytest.approx(float(objective(p, res.x)), rel=1e-6)
+    assert res.extra["rule_fun"] == rule.fun
+    trace = res.extra["trace_f"]
+    assert trace[0] == rule.fun and trace[-1] == pytest.approx(res.fun) and trace == sorted(trace, reverse=True)
+
+
+def test_the_thinned_search_problem_keeps_volumes_and_raises_rx_by_the_margin() -> None:
+    p = synthetic_problem(0, hard=RECTUM_LIMITS, n_target=300, n_oar=90)
+    q = thinned(p, 50, 0.01)
+    assert q.A_target.shape[0] == 50 and q.prescription_gy == pytest.approx(1.01 * RX_GY)
+    s = 2  # ceil(90 / 50)
+    assert q.A_oar["rectum"].shape[0] == 45 and q.voxel_cc == pytest.approx(s * p.voxel_cc)
+    assert thinned(p, 1000, 0.01) == p
+
+
+@pytest.mark.parametrize(
+    "options, key",
+    [
+        ({"effort": 0}, "effort"),
+        ({"search_rows": 0}, "search_rows"),
+        ({"radius_mm": -1}, "radius_mm"),
+        ({"search_margin": 2}, "search_margin"),
+        ({"iterations_per_candidate": 0}, "iterations_per_candidate"),
+        ({"anneal_options": {"chains": 0}}, "anneal_options.chains"),
+    ],
+)
+def test_default_options_out_of_range_are_refused_naming_the_key(options, key) -> None:
+    with pytest.raises(SeedoptError, match=key.replace(".", r"\.")):
+        get_optimizer("hybrid").parse_options(options)
+
+
+def test_a_soft_weight_change_reaches_the_search() -> None:
+    """The local search scores the problem's own weights: seeds priced out of reach leave
+    fewer of them."""
+    p = synthetic_problem(1, needles=5, per_needle=6)
+    cheap = get_optimizer("hybrid").solve(p, rng=0, anneal_options={"iterations": 200})
+    dear = dataclasses.replace(p, soft=SoftWeights(per_seed=5.0))
+    res = get_optimizer("hybrid").solve(dear, rng=0, anneal_options={"iterations": 200})
+    assert res.x.sum() <= cheap.x.sum()
