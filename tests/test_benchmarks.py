@@ -258,6 +258,9 @@ def test_the_default_benchmark_judges_goals_1_and_3_from_its_rows(tmp_path: Path
     assert sorted(bounds) == list(cases)
     for r in rows:
         b = bounds[r["case"]]
+        if "refused" in r:  # no plan as good as the rule's with these budgets
+            assert r["method"] in ("lp", "milp") and "f_gap_pct" not in r, r
+            continue
         if "unavailable" in b or b["objective_lb"] is None:
             assert r.get("f_gap_pct") is None
             continue
