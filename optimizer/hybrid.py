@@ -11,7 +11,9 @@ objective, never worse than the rule-based loading.
    empty one at the hotter ``cold_t0``, for
    ``max(anneal_options.iterations, iterations_per_candidate x candidates) x effort`` moves.
 3. Local search (``local_search.improve``: flips, seed moves within ``radius_mm`` or to
-   needles in use, needle closings) from the best chain, first on the thinned problem, then
+   needles in use, needle closings) from the best ``polish_chains`` distinct chain ends (at
+   most ``polish_budget`` / candidates of them, at least one) on the thinned problem, then
+   from the best of those
    on every row (flips only above ``fine_rows`` target rows): the plan is a local optimum of
    the exact objective under those moves (unless a phase hits its time limit).
 4. The plan returned is the better, by the exact objective, of that and the rule's loading
@@ -85,6 +87,16 @@ class HybridOptions(OptimizerOptions):
         default=6000,
         description="on targets of at most this many rows the final search on every row "
         "makes every move; on larger ones only flips (the thinned search placed the seeds)",
+    )
+    polish_chains: Count = Field(
+        default=4,
+        description="the local search starts from the best this many distinct chain ends "
+        "(and keeps the best), on at most polish_budget / candidates of them",
+    )
+    polish_budget: Count = Field(
+        default=1200,
+        description="chain ends polished x candidates, at most (on large problems one "
+        "chain end: the search costs grow with the candidates)",
     )
     radius_mm: Length_mm = Field(
         default=8.0, description="a local-search move takes a seed to a free candidate this near"
@@ -183,13 +195,24 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
             bar=self.progress_bar(iterations, "anneal"),
             chain_t0=chain_t0,
         )
-        x_anneal = to_host(best_X[int(np.argmin(to_host(best_f)))]).astype(bool)
+        ends_f = to_host(best_f)
+        order = np.argsort(ends_f, kind="stable")
+        ends = to_host(best_X).astype(bool)
+        x_anneal = ends[order[0]]
         anneal_fun = float(objective(problem, x_anneal))
         record(anneal_fun)
         neighbours = Neighbourhood(problem, options.radius_mm)
         limit_s = options.local_search_s * options.effort
-        coarse = Loading(search, x_anneal)
-        moves = improve(coarse, neighbours, deadline=time.perf_counter() + limit_s)
+        polish = max(1, min(options.polish_chains, options.polish_budget // problem.n_candidates))
+        starts = [ends[k] for k in order[:polish]]
+        starts = [x for i, x in enumerate(starts) if not any(np.array_equal(x, y) for y in starts[:i])]
+        coarse, moves = None, 0
+        for x in starts:
+            load = Loading(search, x)
+            moves += improve(load, neighbours, deadline=time.perf_counter() + limit_s)
+            if coarse is None or load.f < coarse.f:
+                coarse = load
+        assert coarse is not None
         search_fun = float(objective(problem, coarse.x))
         record(search_fun)
         fine = Loading(exact, coarse.x)

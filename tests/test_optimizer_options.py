@@ -102,7 +102,7 @@ def test_every_method_has_a_frozen_strict_options_model_with_documented_defaults
         (
             "hybrid",
             {"chains": 8},
-            r"optimizer\.options\.chains: unknown key \(known keys: anneal_options, .*effort",
+            r"optimizer\.options\.chains: unknown key \(did you mean .polish_chains.\?\)",
         ),
         (
             "hybrid",
