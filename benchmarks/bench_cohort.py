@@ -15,10 +15,12 @@ Per case, one child process builds the case, its candidates and the dose-influen
 once (CPU), then runs each method with the mode's options and the random seed 0 and
 evaluates each plan on the full dose grid; ``anneal-gpu`` is the annealer on the GPU backend
 (the matrix rebuilt there), reported as not run where no GPU is usable; a method that
-refuses the problem (``SeedoptError``) gives a row saying so. ``bound`` (default mode's
-list; any mode may name it) is ``seedopt.optimizer.bound.lower_bound`` of the case: each
-row then carries the gap of its plan objective and of its seed and needle cost to that
-bound. A case that outlives ``--timeout-s`` keeps the rows it finished.
+refuses the problem (no plan as good as the rule-based loading, ``seedopt.optimizer.usable``)
+gives a row with ``"refused"``: its one-line message, its seconds and the bounds it proved.
+``bound`` (default mode's list; any mode may name it) is
+``seedopt.optimizer.bound.lower_bound`` of the case: each row then carries the gap of its
+plan objective and of its seed and needle cost to that bound. A case that outlives
+``--timeout-s`` keeps the rows it finished.
 
 Quality numbers (everything but the times) are the same on every run: the seed is fixed,
 the LP repair stops on a step count and the MILP on a node limit. The exception: an LP or
@@ -129,6 +131,18 @@ def method_options(
     return {**chosen, **(overrides or {}).get(method, {})}
 
 
+def proven_bounds(result: OptimizeResult) -> dict[str, float]:
+    """The lower bounds of the model objective that the method proved (also when its plan
+    is refused: a bound holds whatever the plan)."""
+    bounds = {}
+    if result.method == "lp" and result.bound is not None:
+        bounds["lp_relaxation"] = result.bound
+    if result.method == "milp":
+        bounds["lp_relaxation"] = result.extra.get("lp_relaxation")
+        bounds["milp_dual"] = result.bound
+    return {k: v for k, v in bounds.items() if v is not None}
+
+
 def plan_row(
     plan: Plan,
     result: OptimizeResult,
@@ -144,12 +158,6 @@ def plan_row(
     m = plan.metrics
     soft = problem.soft
     t = m.target_metrics()
-    bounds = {}
-    if result.method == "lp" and result.bound is not None:
-        bounds["lp_relaxation"] = result.bound
-    if result.method == "milp":
-        bounds["lp_relaxation"] = result.extra.get("lp_relaxation")
-        bounds["milp_dual"] = result.bound
     return {
         "status": result.status,
         "message": result.message,
@@ -176,7 +184,7 @@ def plan_row(
         "seed_needle_cost": soft.per_seed * m.n_seeds + soft.per_needle * m.n_needles,
         "rx_shortfall_pct": float(terms(problem, result.x).shortfall_pct),
         "model_value": penalty.evaluate(result.x),
-        "bounds": {k: v for k, v in bounds.items() if v is not None},
+        "bounds": proven_bounds(result),
     }
 
 
@@ -291,13 +299,16 @@ def run_case(
                 gpu = select_backend("gpu")[0]
                 gpu_problem = prepare(spec, gpu, reuse=prepared).problem
             run_on = gpu_problem
+        optimizer = get_optimizer(method.removesuffix("-gpu"))
+        options = optimizer.parse_options(method_options(mode, method, overrides))
         t = time.perf_counter()
+        result = optimizer.run(run_on, SEED, options)  # solve = run + check_usable
         try:
-            result = get_optimizer(method.removesuffix("-gpu")).solve(
-                run_on, rng=SEED, **method_options(mode, method, overrides)
-            )
-        except SeedoptError as exc:
-            print(json.dumps({**row, "refused": str(exc)}), file=out)
+            optimizer.check_usable(run_on, result, options)
+        except SeedoptError as exc:  # refused: no usable plan (optimizer.usable)
+            seconds = time.perf_counter() - t
+            row.update(refused=str(exc), seconds=seconds, bounds=proven_bounds(result))
+            print(json.dumps(row), file=out)
             continue
         seconds = time.perf_counter() - t
         plan = finish_plan(prepared, result, cpu, {})
@@ -455,8 +466,10 @@ def line(r: dict) -> str:
             f"{head} f >= {r['objective_lb']}, seeds+needles >= {r['seed_needle_lb']}, "
             f"min seeds {r['min_seeds']} ({r['seconds']:.1f} s): {r['message']}"
         )
-    if "skipped" in r or "refused" in r:
-        return f"{head} {r.get('skipped') or 'refused: ' + r['refused']}"
+    if "skipped" in r:
+        return f"{head} {r['skipped']}"
+    if "refused" in r:
+        return f"{head} refused after {r['seconds']:.1f} s: {r['refused']}"
     return (
         f"{head} D90/Rx {r['D90_over_rx']:.3f} V150 {r['V150']:5.1f} V200 {r['V200']:5.1f} "
         f"seeds {r['seeds']:3d} needles {r['needles']:3d} "

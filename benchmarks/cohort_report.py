@@ -128,8 +128,10 @@ def summary(rows: list[dict]) -> list[str]:
     ]
     for m in _methods(rows):
         mine = [r for r in planned if r["method"] == m]
+        refused = sum("refused" in r for r in rows if r["method"] == m)
         if not mine:
             why = next(not_run(r) for r in rows if r["method"] == m)
+            why = f"{refused} refused" if refused else why
             out.append(f"| {m} | 0 of {len(cases)} ({why}) |" + " |" * 9)
             continue
         reach = [r for r in mine if r["reachable"]]
@@ -138,7 +140,8 @@ def summary(rows: list[dict]) -> list[str]:
             r["needles"] / clinical[r["case"]]["needles"] for r in mine if r["case"] in clinical
         ]
         out.append(
-            f"| {m} | {len(mine)} of {len(cases)} | {sum(r['goals_met'] for r in reach)} of "
+            f"| {m} | {len(mine)} of {len(cases)}{f' ({refused} refused)' if refused else ''} | "
+            f"{sum(r['goals_met'] for r in reach)} of "
             f"{len(reach)} | {_fmt(_median([r['D90_over_rx'] for r in mine]), '.3f')} | "
             f"{_fmt(_median([r['V150'] for r in mine]), '.1f')} | "
             f"{_fmt(_median([r['V200'] for r in mine]), '.1f')} | "

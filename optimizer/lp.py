@@ -25,10 +25,11 @@ from .milp import build_model
 from .objective import decisive_rows, dose, objective
 from .options import OptimizerOptions
 from .registry import BaseOptimizer, register, to_host
+from .usable import USE_INSTEAD, require_usable
 
 
 class LPOptions(OptimizerOptions):
-    """Options of ``lp`` (and of the LP stage of ``hybrid``)."""
+    """Options of ``lp``."""
 
     time_limit_s: PositiveReal = Field(
         default=30.0, description="wall-time limit of the LP solve, s"
@@ -68,7 +69,7 @@ def greedy_flips(
     max_steps: int,
     chunk: int = 256,
     max_seconds: float = math.inf,
-) -> tuple[np.ndarray, int, int]:
+) -> tuple[np.ndarray, int, int, str | None]:
     """Best-improvement single flips on the exact objective, from loading ``x``.
 
     Each step scores every candidate flip from incrementally updated doses (``chunk``
@@ -78,7 +79,9 @@ def greedy_flips(
 
     Returns
     -------
-    The loading, the number of flips made and the number of objective evaluations.
+    The loading, the number of flips made, the number of objective evaluations and what
+    stopped the flips: None (a 1-flip local minimum), ``"repair_steps"`` (``max_steps``
+    flips made) or ``"repair_time_s"`` (``max_seconds`` passed).
     """
     p = decisive_rows(problem)
     xp = array_module(p.A_target)
@@ -97,7 +100,11 @@ def greedy_flips(
     f = float(terms_from_doses(p, d_t, d_o, int(x.sum()), int((count > 0).sum())).total)
     nfev, steps = 1, 0
     deadline = time.perf_counter() + max_seconds
-    while steps < max_steps and time.perf_counter() < deadline:
+    stopped_by: str | None = "repair_steps"
+    while steps < max_steps:
+        if time.perf_counter() >= deadline:
+            stopped_by = "repair_time_s"
+            break
         n_seeds, n_needles = int(x.sum()), int((count > 0).sum())
         best_f, best_j = f, -1
         for lo in range(0, m, chunk):
@@ -122,6 +129,7 @@ def greedy_flips(
             if vals[k] < best_f:
                 best_f, best_j = float(vals[k]), int(J[k])
         if best_j < 0:
+            stopped_by = None
             break
         sign_j = -1.0 if x[best_j] else 1.0
         d_t = d_t + sign_j * cols_t[best_j]
@@ -130,7 +138,7 @@ def greedy_flips(
         x[best_j] = not x[best_j]
         f = best_f
         steps += 1
-    return x, steps, nfev
+    return x, steps, nfev, stopped_by
 
 
 @register("lp")
@@ -152,7 +160,11 @@ class LPOptimizer(BaseOptimizer[LPOptions]):
         -------
         ``bound`` is the LP optimum, a proven lower bound of the MODEL objective (not of
         ``fun``); ``extra`` holds ``lp_objective``, ``rounded_objective`` (exact objective
-        after rounding) and ``repair_flips``.
+        after rounding), ``repair_flips`` and ``stopped_by``: the option whose limit cut the
+        method short (``"time_limit_s"``: the LP; ``"repair_steps"``, ``"repair_time_s"``:
+        the repair, ``greedy_flips``), or None.
+        ``solve`` presents the result only if it is usable (``check_usable``); ``run`` returns
+        it as is.
         """
         start = time.perf_counter()
         m = problem.n_candidates
@@ -163,7 +175,9 @@ class LPOptimizer(BaseOptimizer[LPOptions]):
         x = round_relaxed(problem, x_relaxed)
         rounded = float(objective(problem, x))
         steps = m if options.repair_steps is None else options.repair_steps
-        x, flips, nfev = greedy_flips(problem, x, steps, max_seconds=options.repair_time_s)
+        x, flips, nfev, stopped_by = greedy_flips(
+            problem, x, steps, max_seconds=options.repair_time_s
+        )
         if solved:
             status, message = 0, f"LP relaxation rounded at 0.5, then {flips} greedy flips"
         else:
@@ -173,6 +187,7 @@ class LPOptimizer(BaseOptimizer[LPOptions]):
             "lp_objective": float(relax.fun) if solved else None,
             "rounded_objective": rounded,
             "repair_flips": flips,
+            "stopped_by": "time_limit_s" if relax.status == 1 else stopped_by,
         }
         return OptimizeResult(
             x=x,
@@ -187,3 +202,23 @@ class LPOptimizer(BaseOptimizer[LPOptions]):
             bound=float(relax.fun) if solved else None,
             extra=extra,
         )
+
+    def check_usable(
+        self, problem: PlanProblem, result: OptimizeResult, options: LPOptions
+    ) -> OptimizeResult:
+        """``require_usable``: a rounded and repaired loading proves nothing, so it is always
+        compared with the rule-based loading."""
+        flips, stopped_by = result.extra["repair_flips"], result.extra["stopped_by"]
+        what = {
+            "time_limit_s": "found no LP solution within its time limit "
+            f"(time_limit_s={options.time_limit_s:g}; then {flips} greedy flips from empty)",
+            "repair_time_s": f"stopped repairing after {flips} flips at its time limit "
+            f"(repair_time_s={options.repair_time_s:g})",
+            "repair_steps": f"stopped repairing at its step limit (repair_steps={flips})",
+            None: f"rounded its LP relaxation and repaired it into a local minimum after "
+            f"{flips} flips",
+        }[stopped_by]
+        if result.status == 2 and stopped_by != "time_limit_s":
+            what = f"found no LP solution ({result.message})"
+        advice = USE_INSTEAD + (f", or raise {stopped_by}" if stopped_by else "")
+        return require_usable(problem, result, what=what, advice=advice)

@@ -49,6 +49,7 @@ from .highs import HighsModel, place_block, sampled_target, stack_groups
 from .objective import W_COVERAGE, W_HARD, hottest_points, objective
 from .options import OptimizerOptions
 from .registry import BaseOptimizer, register, to_host
+from .usable import USE_INSTEAD, require_usable
 
 HOT_SCALE = 0.1
 """Excess above 2 Rx (fraction of Rx) that the hot-spot slack prices as one V200 point."""
@@ -306,7 +307,8 @@ class MILPOptimizer(BaseOptimizer[MILPOptions]):
         options: MILPOptions,
     ) -> OptimizeResult:
         """Solve the model (options: ``MILPOptions``; ``rng`` is unused: HiGHS is
-        deterministic).
+        deterministic). ``solve`` presents the result only if it is usable
+        (``check_usable``); ``run`` returns it as HiGHS left it.
 
         Returns
         -------
@@ -314,8 +316,9 @@ class MILPOptimizer(BaseOptimizer[MILPOptions]):
         of the MODEL objective: with ``formulation="exact"`` and every target row in the
         model, a proven lower bound of ``fun`` itself. ``extra`` holds ``formulation``,
         ``model_objective``, ``model_bound``, ``mip_gap``, ``lp_relaxation`` (model optimum
-        without integrality) and ``n_target_rows``. Status 1: time or node limit with a feasible
-        loading; 2: none found (x empty).
+        without integrality), ``n_target_rows`` and ``stopped_by`` (``"time_limit_s"``,
+        ``"node_limit"`` or None: the option whose limit stopped HiGHS). Status 1: time or
+        node limit with a feasible loading; 2: none found (x empty).
         """
         start = time.perf_counter()
         formulation, time_limit_s = options.formulation, options.time_limit_s
@@ -333,15 +336,14 @@ class MILPOptimizer(BaseOptimizer[MILPOptions]):
         found = res.x is not None
         x = res.x[:m] > 0.5 if found else np.zeros(m, dtype=bool)
         lp_value = float(relax.fun) if relax.status == 0 else None
+        nodes = int(getattr(res, "mip_node_count", 0) or 0)
+        # HiGHS ends at a node limit with "solution limit reached" (scipy status 4)
+        hit_nodes = res.status != 0 and node_limit is not None and nodes >= node_limit
+        stopped_by = "node_limit" if hit_nodes else "time_limit_s" if res.status == 1 else None
         if found and res.status == 0:
             status, message = 0, f"optimal within mip_rel_gap={mip_rel_gap:g}"
         elif found:
-            nodes = int(getattr(res, "mip_node_count", 0) or 0)
-            why = (
-                f"the node limit ({node_limit} nodes)"
-                if node_limit is not None and nodes >= node_limit
-                else res.message
-            )
+            why = f"the node limit ({node_limit} nodes)" if hit_nodes else res.message
             status, message = 1, f"stopped with a feasible loading: {why}"
         elif res.status == 2 or relax.status == 2:
             status = 2
@@ -359,7 +361,7 @@ class MILPOptimizer(BaseOptimizer[MILPOptions]):
             success=status == 0,
             status=status,
             message=message,
-            nit=int(getattr(res, "mip_node_count", 0) or 0),
+            nit=nodes,
             nfev=1,
             method=self.name,
             runtime_s=time.perf_counter() - start,
@@ -373,5 +375,39 @@ class MILPOptimizer(BaseOptimizer[MILPOptions]):
                 else None,
                 "lp_relaxation": lp_value,
                 "n_target_rows": int(model.rows.size),
+                "stopped_by": stopped_by,
             },
         )
+
+    def check_usable(
+        self, problem: PlanProblem, result: OptimizeResult, options: MILPOptions
+    ) -> OptimizeResult:
+        """``require_usable``: the plan is proven optimal only when the exact model over every
+        target row was solved (``formulation="exact"``, status 0); a penalty-model optimum is
+        the optimum of a surrogate and is compared with the rule-based loading like a plan
+        cut short by ``time_limit_s`` or ``node_limit``."""
+        extra = result.extra
+        proven = (
+            result.status == 0
+            and extra["formulation"] == "exact"
+            and extra["n_target_rows"] == problem.A_target.shape[0]
+        )
+        found = extra["model_objective"] is not None
+        limit = {
+            "time_limit_s": f"time limit (time_limit_s={options.time_limit_s:g})",
+            "node_limit": f"node limit (node_limit={options.node_limit})",
+        }.get(extra["stopped_by"])
+        advice = USE_INSTEAD
+        if limit is not None:
+            what = f"stopped at its {limit}" if found else f"found no loading within its {limit}"
+            advice += f", or raise {extra['stopped_by']}"
+        elif result.status == 0:
+            model = f"exact model on {extra['n_target_rows']} sampled target points"
+            if extra["formulation"] == "penalty":
+                model = "linear-penalty surrogate"
+            what = f"solved its {model} (optimal within mip_rel_gap={options.mip_rel_gap:g})"
+        else:
+            what = f"found no loading ({result.message})"
+            if options.require_d90:
+                advice += ", or drop require_d90"
+        return require_usable(problem, result, what=what, advice=advice, proven_optimal=proven)

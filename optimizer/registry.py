@@ -13,7 +13,8 @@ registers itself::
         def run(self, problem, rng, options: ClinicalOptions) -> OptimizeResult: ...
 
 ``solve(problem, rng, options, **fields)`` validates the options (a model instance, a mapping
-or keyword fields) against ``Options`` and calls ``run``.
+or keyword fields) against ``Options``, calls ``run`` and hands its result to ``check_usable``
+(which refuses a plan that is not usable, ``optimizer.usable``).
 """
 
 from __future__ import annotations
@@ -84,8 +85,20 @@ class BaseOptimizer(ABC, Generic[OptionsT]):
         **fields: Any,
     ) -> OptimizeResult:
         """Optimise the loading of ``problem``; the same ``rng`` seed gives the same plan.
-        ``options``: this method's ``Options`` (or a mapping), ``fields`` override them."""
-        return self.run(problem, rng, self.parse_options(options, **fields))
+        ``options``: this method's ``Options`` (or a mapping), ``fields`` override them.
+
+        Raises ``SeedoptError`` instead of returning a plan that is not usable
+        (``check_usable``)."""
+        parsed = self.parse_options(options, **fields)
+        return self.check_usable(problem, self.run(problem, rng, parsed), parsed)
+
+    def check_usable(
+        self, problem: PlanProblem, result: OptimizeResult, options: OptionsT
+    ) -> OptimizeResult:
+        """``result`` of ``run`` if it is a plan to present, else a one-line ``SeedoptError``
+        saying what went wrong and what to use instead. This base presents every plan; a
+        method that can stop short applies ``optimizer.usable.require_usable``."""
+        return result
 
     @abstractmethod
     def run(

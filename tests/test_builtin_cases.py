@@ -34,8 +34,9 @@ def test_default_method_keeps_the_hard_limits_milp_proves_reachable(
 ) -> None:
     spec = load_plan_spec(str(resources.files("seedopt.configs").joinpath("cases", f"{name}.yaml")))
     problem = prepare(spec, cpu_backend()).problem
-    witness = get_optimizer("milp").solve(
-        problem, require_d90=True, max_points=300, time_limit_s=30.0
+    milp = get_optimizer("milp")  # its raw loading (run): a witness, not a plan to present
+    witness = milp.run(
+        problem, None, milp.parse_options(require_d90=True, max_points=300, time_limit_s=30.0)
     )
     # a loading that meets every hard limit (exactly, on all rows) and D90 on its sample
     assert witness.status in (0, 1), witness.message

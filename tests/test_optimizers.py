@@ -245,8 +245,10 @@ def test_exact_milp_with_required_d90_is_infeasible_when_brute_force_says_so() -
     assert not np.any(
         terms(problem, all_loadings(12)[all_loadings(12).sum(1) <= 3]).d90_gy >= RX_GY
     )
-    res = get_optimizer("milp").solve(problem, formulation="exact", require_d90=True)
-    assert res.status == 2 and "D90 >= 145 Gy" in res.message and "max_seeds=3" in res.message
+    with pytest.raises(SeedoptError, match="infeasible") as refused:
+        get_optimizer("milp").solve(problem, formulation="exact", require_d90=True)
+    assert "D90 >= 145 Gy" in str(refused.value) and "max_seeds=3" in str(refused.value)
+    assert "loads no seed" in str(refused.value) and "drop require_d90" in str(refused.value)
 
 
 def test_lp_rounds_then_repairs_without_getting_worse() -> None:
@@ -294,11 +296,15 @@ def test_infeasible_dmax_limit() -> None:
     t_all = terms(problem, X)
     assert not np.any((t_all.shortfall_pct == 0) & (t_all.hard_excess_pct == 0))
 
-    res = get_optimizer("milp").solve(problem, require_d90=True)
+    milp = get_optimizer("milp")
+    res = milp.run(problem, None, milp.parse_options(require_d90=True))
     check_contract(problem, res, "milp")
     assert res.status == 2 and not res.success and not res.x.any()
     assert "infeasible" in res.message and "Dmax(rectum) <= 60 Gy" in res.message
     assert "D90 >= 145 Gy" in res.message
+    # the empty loading is not presented, although the rule's breaks the limit and scores worse
+    with pytest.raises(SeedoptError, match=r"^milp found no loading \(infeasible: .*no seed"):
+        milp.solve(problem, require_d90=True)
 
     # without the D90 requirement the model trades coverage for the limit, and keeps it
     soft = get_optimizer("milp").solve(problem)

@@ -12,6 +12,10 @@ the annealer on every case with the trial's parameters and the same random seed.
   the highest hard-limit metric as % of its limit, minimised). The study's best trials are
   the Pareto front.
 
+A trial in which the annealer refuses a case (no usable plan, ``optimizer.usable``) fails
+in Optuna with the refusal kept as its user attribute ``refused`` (a column of
+``trials.csv``); the study goes on, and a study with no completed trial is one error.
+
 Studies live in an Optuna storage (default SQLite in the output folder; any Optuna storage
 URL lets several workers share a study) and open in optuna-dashboard.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -95,6 +100,11 @@ def tune(
     problems = _problems(specs, backend, cache_dir)
     annealer = get_optimizer("anneal")
 
+    def refused(trial: optuna.Trial, exc: SeedoptError, values: int) -> Any:
+        """A failed trial (NaN, which Optuna records as failed) keeping the refusal."""
+        trial.set_user_attr("refused", str(exc))
+        return math.nan if values == 1 else (math.nan,) * values
+
     def plan_value(trial: optuna.Trial) -> float:
         params = {
             "t0": trial.suggest_float("t0", 1.0, 1000.0, log=True),
@@ -103,10 +113,13 @@ def tune(
             "p_swap": trial.suggest_float("p_swap", 0.0, 0.45),
             "chains": trial.suggest_int("chains", 4, 64, log=True),
         }
-        values = [
-            annealer.solve(problem, seed, anneal_options(spec, **params)).fun
-            for spec, problem in problems
-        ]
+        try:
+            values = [
+                annealer.solve(problem, seed, anneal_options(spec, **params)).fun
+                for spec, problem in problems
+            ]
+        except SeedoptError as exc:
+            return refused(trial, exc, 1)
         return float(np.mean(values))
 
     def pareto_values(trial: optuna.Trial) -> tuple[float, float]:
@@ -120,7 +133,10 @@ def tune(
                 per_seed=trial.suggest_float("per_seed", 0.0, 0.5),
             )
             weighted = dataclasses.replace(problem, soft=w)
-            result = annealer.solve(weighted, seed, anneal_options(spec))
+            try:
+                result = annealer.solve(weighted, seed, anneal_options(spec))
+            except SeedoptError as exc:
+                return refused(trial, exc, 2)
             scored.append(coverage_and_organ_pct(problem, result.x))
         coverage, organ = np.mean(scored, axis=0)
         return float(coverage), float(organ)
@@ -131,6 +147,9 @@ def tune(
         raise SeedoptError(
             f"Optuna storage {storage}: failed during the study: {_first(exc)}"
         ) from None
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        why = [t.user_attrs["refused"] for t in study.trials if "refused" in t.user_attrs]
+        raise SeedoptError("no trial of the study completed" + (f": {why[-1]}" if why else ""))
     try:
         _write_outputs(study, objective, out, storage)
     except OSError as exc:
