@@ -189,16 +189,18 @@ def test_a_batch_records_a_refusal_as_its_tasks_error(tmp_path: Path) -> None:
 def test_a_tune_trial_with_a_refusal_fails_and_the_study_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    solve = SimulatedAnnealingOptimizer.solve
+    """Trials score the annealer's raw ``run`` (no comparison with the rule); a SeedoptError
+    there (e.g. the memory check) fails that trial only."""
+    run_ = SimulatedAnnealingOptimizer.run
     calls = []
 
-    def first_refused(self, problem, rng=None, options=None, **kw):  # type: ignore[no-untyped-def]
+    def first_refused(self, problem, rng, options, x0=None):  # type: ignore[no-untyped-def]
         calls.append(1)
         if len(calls) == 1:
             raise SeedoptError("anneal stopped early; use method hybrid (the default)")
-        return solve(self, problem, rng, options, **kw)
+        return run_(self, problem, rng, options, x0)
 
-    monkeypatch.setattr(SimulatedAnnealingOptimizer, "solve", first_refused)
+    monkeypatch.setattr(SimulatedAnnealingOptimizer, "run", first_refused)
     config = tiny_config(tmp_path, "a", iterations=100)
     out = tmp_path / "tune"
     args = ["tune", str(config), "--trials", "2", "--out", str(out), "--backend", "cpu"]
@@ -218,10 +220,10 @@ def test_a_tune_trial_with_a_refusal_fails_and_the_study_goes_on(
 def test_a_tune_study_with_every_trial_refused_is_one_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def refused(self, problem, rng=None, options=None, **kw):  # type: ignore[no-untyped-def]
+    def refused(self, problem, rng, options, x0=None):  # type: ignore[no-untyped-def]
         raise SeedoptError("anneal stopped early; use method hybrid (the default)")
 
-    monkeypatch.setattr(SimulatedAnnealingOptimizer, "solve", refused)
+    monkeypatch.setattr(SimulatedAnnealingOptimizer, "run", refused)
     config = tiny_config(tmp_path, "a", iterations=100)
     args = ["tune", str(config), "--trials", "1", "--out", str(tmp_path / "t"), "--backend", "cpu"]
     with pytest.raises(SystemExit) as exit_:

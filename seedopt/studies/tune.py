@@ -98,6 +98,8 @@ def tune(
     )
     study = open_study(storage, name, directions, seed)
     problems = _problems(specs, backend, cache_dir)
+    # run, not solve: a trial scores the raw plan of its options (one the rule beats scores
+    # worse, it is not refused), as the study compares option sets, not plans to present
     annealer = get_optimizer("anneal")
 
     def refused(trial: optuna.Trial, exc: SeedoptError, values: int) -> Any:
@@ -115,7 +117,7 @@ def tune(
         }
         try:
             values = [
-                annealer.solve(problem, seed, anneal_options(spec, **params)).fun
+                annealer.run(problem, seed, anneal_options(spec, **params)).fun
                 for spec, problem in problems
             ]
         except SeedoptError as exc:
@@ -134,7 +136,7 @@ def tune(
             )
             weighted = dataclasses.replace(problem, soft=w)
             try:
-                result = annealer.solve(weighted, seed, anneal_options(spec))
+                result = annealer.run(weighted, seed, anneal_options(spec))
             except SeedoptError as exc:
                 return refused(trial, exc, 2)
             scored.append(coverage_and_organ_pct(problem, result.x))
