@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -121,7 +122,7 @@ def thinned(problem: PlanProblem, rows: int, margin: float) -> PlanProblem:
     together outnumber ``rows``, every s-th row of each organ with s times the volume per row
     (so a D{v}cc counts about the same volume)."""
     n = problem.A_target.shape[0]
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if n > rows:
         changes["A_target"] = problem.A_target[sample_rows(n, rows)]
         changes["prescription_gy"] = problem.prescription_gy * (1.0 + margin)
@@ -157,10 +158,10 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
 
         Returns
         -------
-        ``extra``: ``rule_fun`` (the rule's loading; inf where it breaks a cap), ``anneal_fun`` (the best chain, exact
-        objective), ``search_fun`` (after the thinned local search), ``moves`` (local-search
-        moves taken), ``iterations``, ``start`` ("search" or "rule": which plan won), and
-        ``trace_s`` / ``trace_f``: the best exact objective so far against the seconds since
+        ``extra``: ``rule_fun`` (the rule's loading; inf where it breaks a cap),
+        ``anneal_fun`` (the best chain, exact objective), ``search_fun`` (after the thinned
+        local search), ``moves`` (local-search moves taken), ``iterations``, ``start``
+        ("search" or "rule": which plan won), and ``trace_s`` / ``trace_f``: the best exact objective so far against the seconds since
         the start (the rule, the annealing's best at its end, each local-search phase).
         """
         start = time.perf_counter()
@@ -205,7 +206,9 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
         limit_s = options.local_search_s * options.effort
         polish = max(1, min(options.polish_chains, options.polish_budget // problem.n_candidates))
         starts = [ends[k] for k in order[:polish]]
-        starts = [x for i, x in enumerate(starts) if not any(np.array_equal(x, y) for y in starts[:i])]
+        starts = [
+            x for i, x in enumerate(starts) if not any(np.array_equal(x, y) for y in starts[:i])
+        ]
         coarse, moves = None, 0
         for x in starts:
             load = Loading(search, x)

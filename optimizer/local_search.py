@@ -123,7 +123,7 @@ class Loading:
             sl = slice(lo, min(k, lo + step))
             r, a = xp.asarray(rem[sl]), xp.asarray(add[sl])
 
-            def moved(d: Any, cols: Any) -> Any:
+            def moved(d: Any, cols: Any, r: Any = r, a: Any = a) -> Any:
                 out = d[None] + cols[a[:, 0]]
                 for w in range(1, a.shape[1]):
                     out += cols[a[:, w]]
@@ -165,9 +165,7 @@ def best_of(load: Loading, rem: np.ndarray, add: np.ndarray) -> Move:
         return NO_MOVE
     k = int(np.argmin(load.score(rem, add, exact=False)))
     f = float(load.score(rem[k : k + 1], add[k : k + 1])[0])
-    return Move(
-        tuple(int(j) for j in rem[k] if j >= 0), tuple(int(j) for j in add[k] if j >= 0), f
-    )
+    return Move(tuple(int(j) for j in rem[k] if j >= 0), tuple(int(j) for j in add[k] if j >= 0), f)
 
 
 def take_improving(load: Loading, rem: np.ndarray, add: np.ndarray, most: int) -> int:
@@ -241,7 +239,9 @@ def closing(load: Loading, needle_id: int) -> Move:
         if left.size == 0:
             return NO_MOVE
         rem = np.repeat(seeds[None, : k + 1], left.size, axis=0)
-        add = np.concatenate([np.repeat(np.array(added, np.int64)[None], left.size, 0), left[:, None]], 1)
+        add = np.concatenate(
+            [np.repeat(np.array(added, np.int64)[None], left.size, 0), left[:, None]], 1
+        )
         best = best_of(load, rem, add)
         added = list(best.add)
     return best
@@ -280,7 +280,7 @@ def improve(
             r, a = rem[lo : lo + chunk], add[lo : lo + chunk]
             still = load.x[np.maximum(r[:, 0], 0)] | (r[:, 0] < 0)
             still &= ~load.x[np.maximum(a[:, 0], 0)] | (a[:, 0] < 0)
-            taken = take_improving(load, r[still], a[still], min(per_chunk, limit - steps))
+            taken = take_improving(load, r[still], a[still], int(min(per_chunk, limit - steps)))
             steps += taken
             took = took or taken > 0
         if took:

@@ -27,7 +27,10 @@ def test_quantiles_found_only_where_they_matter_give_the_same_total(seed: int) -
     """with_d90=False skips D90 where at least 90 % of points reach Rx and a D{v}cc where it
     is below every priced dose: the total is the same for loadings on both sides."""
     p = problem(seed)
-    X = np.random.default_rng(seed).random((200, p.n_candidates)) < np.linspace(0.05, 0.9, 200)[:, None]
+    X = (
+        np.random.default_rng(seed).random((200, p.n_candidates))
+        < np.linspace(0.05, 0.9, 200)[:, None]
+    )
     d_t = dose(p.A_target, X).astype(np.float64)
     d_o = {"rectum": dose(p.A_oar["rectum"], X).astype(np.float64)}
     n_s = X.sum(axis=1)
@@ -122,7 +125,11 @@ def test_the_default_is_never_worse_than_the_rule_loading_it_starts_from(seed: i
     assert res.fun == pytest.approx(float(objective(p, res.x)), rel=1e-6)
     assert res.extra["rule_fun"] == rule.fun
     trace = res.extra["trace_f"]
-    assert trace[0] == rule.fun and trace[-1] == pytest.approx(res.fun) and trace == sorted(trace, reverse=True)
+    assert (
+        trace[0] == rule.fun
+        and trace[-1] == pytest.approx(res.fun)
+        and trace == sorted(trace, reverse=True)
+    )
 
 
 def test_the_thinned_search_problem_keeps_volumes_and_raises_rx_by_the_margin() -> None:
