@@ -159,10 +159,11 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
         Returns
         -------
         ``extra``: ``rule_fun`` (the rule's loading; inf where it breaks a cap),
-        ``anneal_fun`` (the best chain, exact objective), ``search_fun`` (after the thinned
-        local search), ``moves`` (local-search moves taken), ``iterations``, ``start``
-        ("search" or "rule": which plan won), and ``trace_s`` / ``trace_f``: the best exact objective so far against the seconds since
-        the start (the rule, the annealing's best at its end, each local-search phase).
+        ``anneal_fun`` (the best chain, exact objective), ``search_fun`` (after the
+        thinned local search), ``moves`` (local-search moves taken), ``iterations``,
+        ``start`` ("search" or "rule": which plan won), and ``trace_s`` / ``trace_f``: the
+        best exact objective so far against the seconds since the start (the rule, the
+        annealing's best at its end, each local-search phase).
         """
         start = time.perf_counter()
         trace_s: list[float] = []
