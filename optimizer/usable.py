@@ -1,6 +1,7 @@
 """Which plans a method may present: the rule every offered method keeps (issue 16, goal 4).
 
-A method's plan is *usable* when it loads at least one seed and its exact ``objective`` is
+A method's plan is *usable* when it loads at least one seed, its D90 reaches at least
+``MIN_D90_OVER_RX`` x Rx, and its exact ``objective`` is
 no worse than the rule-based loading's (``rule_loading``: what a physicist would load by hand,
 the ``clinical`` method with its default options, count scaling, the problem's seed and
 needle caps kept) or the method proved it optimal for that objective. A method that cannot
@@ -27,6 +28,11 @@ RULE = "the rule-based loading"
 """How messages name the reference plan."""
 USE_INSTEAD = "use method hybrid (the default)"
 """The advice every refusal starts from."""
+MIN_D90_OVER_RX = 0.5
+"""A plan (not proven optimal) whose D90 is below this fraction of Rx is refused even where the
+rule's objective is worse: where the organ limits make the goal unreachable the rule's plan
+breaks them and scores badly, and a near-empty plan (milp: 3 seeds, D90 0.03 x Rx on a
+chest-wall case) would otherwise pass. The default's plans on those cases reach 0.76-0.80."""
 
 
 def capped_ranking(problem: PlanProblem, ranking: np.ndarray) -> np.ndarray:
@@ -84,12 +90,17 @@ def require_usable(
     if proven_optimal:
         result.extra["rule_objective"] = None
         return result
+    d90 = float(terms(problem, result.x).d90_gy) / float(problem.prescription_gy)
+    if d90 < MIN_D90_OVER_RX:
+        raise SeedoptError(
+            f"{result.method} {what} with D90 {d90:.2f} x Rx, below {MIN_D90_OVER_RX:g} x Rx: "
+            f"not a treatment plan; {advice}"
+        )
     rule_fun = float(objective(problem, rule_loading(problem)))
     fun = float(result.fun)
     if fun <= rule_fun + 1e-9 * max(1.0, abs(rule_fun)):
         result.extra["rule_objective"] = rule_fun
         return result
-    d90 = float(terms(problem, result.x).d90_gy) / float(problem.prescription_gy)
     raise SeedoptError(
         f"{result.method} {what} with D90 {d90:.2f} x Rx, objective {fun:.4g} vs "
         f"{rule_fun:.4g} for {RULE}; {advice}"

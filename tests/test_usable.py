@@ -108,6 +108,17 @@ def test_an_empty_plan_is_never_presented() -> None:
         require_usable(problem, empty, what="proved it optimal", proven_optimal=True)
 
 
+def test_a_near_empty_plan_is_refused_even_where_the_rule_scores_worse() -> None:
+    """On an unreachable problem the rule breaks a limit and scores badly; a plan covering
+    less than half the prescription is still no treatment plan."""
+    problem = synthetic_problem(0, (RECTUM_LIMITS[0],))
+    one = np.zeros(problem.n_candidates, bool)
+    one[0] = True
+    few = OptimizeResult(one, 0.0, True, 0, "", 0, 0, "x", 1)  # fun below any rule's
+    with pytest.raises(SeedoptError, match=r"^x stopped with D90 0\.\d\d x Rx, below 0\.5 x Rx"):
+        require_usable(problem, few, what="stopped")
+
+
 # refusals -------------------------------------------------------------------------------------
 
 
