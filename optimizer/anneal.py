@@ -38,7 +38,6 @@ from .base import OptimizeResult, PlanProblem
 from .objective import decisive_rows, dose, objective, terms_from_doses
 from .options import OptimizerOptions
 from .registry import BaseOptimizer, register, to_host
-from .usable import USE_INSTEAD, require_usable
 
 
 class AnnealOptions(OptimizerOptions):
@@ -248,21 +247,7 @@ class SimulatedAnnealingOptimizer(BaseOptimizer[AnnealOptions]):
     ) -> OptimizeResult:
         """``BaseOptimizer.solve``, with ``x0``: the (m,) start loading of every chain
         (default the empty loading)."""
-        parsed = self.parse_options(options, **fields)
-        return self.check_usable(problem, self.run(problem, rng, parsed, x0=x0), parsed)
-
-    def check_usable(
-        self, problem: PlanProblem, result: OptimizeResult, options: AnnealOptions
-    ) -> OptimizeResult:
-        """``require_usable``: annealing proves nothing, so its plan is compared with the
-        rule-based loading (where the problem has the candidates' geometry the rule needs;
-        without it, as on synthetic benchmark problems, the plan is presented as it is)."""
-        if problem.geometry is None:
-            return result
-        what = f"annealed {options.chains} chains x {options.iterations} moves"
-        return require_usable(
-            problem, result, what=what, advice=f"{USE_INSTEAD}, or raise iterations"
-        )
+        return self.run(problem, rng, self.parse_options(options, **fields), x0=x0)
 
     def run(
         self,
