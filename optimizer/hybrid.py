@@ -2,7 +2,7 @@
 objective, never worse than the rule-based loading.
 
 1. The rule: the count-scaled clinical loading (``clinical``: needles 1 cm apart, peripheral
-   loading, the fewest seeds in rule order whose D90 reaches Rx).
+   loading, the fewest seeds in rule order whose D90 reaches Rx), within the caps.
 2. Annealing (``anneal``'s loop, ``anneal_options``) on the problem with its target rows
    thinned to at most ``search_rows`` evenly spaced rows and its prescription raised by
    ``search_margin`` when rows were dropped (``decisive_rows`` for the organs, thinned too
@@ -17,7 +17,8 @@ objective, never worse than the rule-based loading.
    on every row (flips only above ``fine_rows`` target rows): the plan is a local optimum of
    the exact objective under those moves (unless a phase hits its time limit).
 4. The plan returned is the better, by the exact objective, of that and the rule's loading
-   (the rule is left out, as a start too, where it breaks a seed or needle cap).
+   (``usable.rule_loading``: the rule's order cut down to the seed and needle caps, the
+   same plan every method's usability is judged against).
 
 Why: annealing from a good start finds the basin (how many needles, where), the local search
 makes it exact and finishes the fine moves that annealing reaches slowly, and the thinned
@@ -39,12 +40,12 @@ from seedopt.config_types import Count, Fraction, Length_mm, PositiveReal
 
 from .anneal import AnnealOptions, anneal_chains
 from .base import OptimizeResult, PlanProblem
-from .clinical import ClinicalBaseline
 from .highs import sample_rows
 from .local_search import Loading, Neighbourhood, improve
 from .objective import decisive_rows, objective
 from .options import OptimizerOptions
 from .registry import BaseOptimizer, register, to_host
+from .usable import rule_loading
 
 HYBRID_ANNEAL = AnnealOptions(chains=12, iterations=2000, t0=0.3, p_swap=0.3)
 """Annealing defaults of ``hybrid``: t0 = 0.3 objective units (a few seeds' worth; the
@@ -134,14 +135,6 @@ def thinned(problem: PlanProblem, rows: int, margin: float) -> PlanProblem:
     return dataclasses.replace(problem, **changes)
 
 
-def within_caps(problem: PlanProblem, x: np.ndarray) -> bool:
-    """Whether loading ``x`` keeps the problem's seed and needle caps."""
-    needles = np.unique(np.asarray(to_host(problem.seed_needle))[x]).size
-    return (problem.max_seeds is None or int(x.sum()) <= problem.max_seeds) and (
-        problem.max_needles is None or needles <= problem.max_needles
-    )
-
-
 @register("hybrid")
 class HybridOptimizer(BaseOptimizer[HybridOptions]):
     """Rule start, annealing on a thinned target, exact local search (module docstring)."""
@@ -158,7 +151,7 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
 
         Returns
         -------
-        ``extra``: ``rule_fun`` (the rule's loading; inf where it breaks a cap),
+        ``extra``: ``rule_fun`` (the rule's loading, within the caps),
         ``anneal_fun`` (the best chain, exact objective), ``search_fun`` (after the
         thinned local search), ``moves`` (local-search moves taken), ``iterations``,
         ``start`` ("search" or "rule": which plan won), and ``trace_s`` / ``trace_f``: the
@@ -173,8 +166,9 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
             trace_s.append(time.perf_counter() - start)
             trace_f.append(min(f, trace_f[-1]) if trace_f else f)
 
-        rule = ClinicalBaseline().run(problem, None, ClinicalBaseline.Options())
-        record(rule.fun if within_caps(problem, rule.x) else math.inf)
+        rule_x = rule_loading(problem)
+        rule_fun = float(objective(problem, rule_x))
+        record(rule_fun)
         exact = decisive_rows(problem)
         search = thinned(exact, options.search_rows, options.search_margin)
         a = options.anneal_options
@@ -184,9 +178,7 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
         )
         chains = max(2, a.chains)
         x0 = np.zeros((chains, problem.n_candidates), dtype=bool)
-        rule_fun = rule.fun if within_caps(problem, rule.x) else math.inf
-        if math.isfinite(rule_fun):
-            x0[: chains // 2] = rule.x
+        x0[: chains // 2] = rule_x
         chain_t0 = np.where(np.arange(chains) < chains // 2, a.t0, max(a.t0, options.cold_t0))
         best_X, best_f, _ = anneal_chains(
             search,
@@ -223,7 +215,7 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
         finish = neighbours if exact.A_target.shape[0] <= options.fine_rows else None
         moves += improve(fine, finish, deadline=time.perf_counter() + limit_s)
         record(fine.f)
-        x, won = (fine.x, "search") if fine.f <= rule_fun else (rule.x, "rule")
+        x, won = (fine.x, "search") if fine.f <= rule_fun else (rule_x, "rule")
         return OptimizeResult(
             x=x,
             fun=float(objective(problem, x)),

@@ -14,7 +14,8 @@ it removes, scored by ``terms_from_doses`` (the formula of ``objective``). Moves
   closing is scored as one move (its exact objective), so it is taken only if the plan with
   one needle fewer is better.
 
-``improve`` applies the best improving move until none improves or a deadline passes.
+``improve`` takes improving moves (ranked in float32, each re-scored exactly before it is
+taken) until none improves or a deadline passes.
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from seedopt.optimizer import HardLimit, SoftWeights, get_optimizer, objective
+from seedopt.optimizer import HardLimit, SoftWeights, get_optimizer, objective, terms
 from seedopt.optimizer.hybrid import thinned
 from seedopt.optimizer.local_search import Loading, Neighbourhood, closing, flips, improve, pad
 from seedopt.optimizer.objective import decisive_rows, dose, terms_from_doses
 from seedopt.optimizer.synthetic import RECTUM_LIMITS, RX_GY, synthetic_problem
+from seedopt.optimizer.usable import rule_loading
 
 from seedopt.errors import SeedoptError
 
@@ -165,3 +166,15 @@ def test_a_soft_weight_change_reaches_the_search() -> None:
     dear = dataclasses.replace(p, soft=SoftWeights(per_seed=5.0))
     res = get_optimizer("hybrid").solve(dear, rng=0, anneal_options={"iterations": 200})
     assert res.x.sum() <= cheap.x.sum()
+
+
+def test_with_caps_the_default_starts_from_and_beats_the_capped_rule() -> None:
+    """Under seed and needle caps the rule's loading is cut down to them (the plan every
+    method's usability is judged against); the default keeps the caps and is no worse."""
+    p = synthetic_problem(2, RECTUM_LIMITS, needles=5, per_needle=6, max_seeds=6, max_needles=2)
+    rule = rule_loading(p)
+    res = get_optimizer("hybrid").solve(p, rng=0, anneal_options={"iterations": 200})
+    t = terms(p, res.x)
+    assert t.n_seeds <= 6 and t.n_needles <= 2
+    assert res.extra["rule_fun"] == pytest.approx(float(objective(p, rule)))
+    assert res.fun <= res.extra["rule_fun"]
