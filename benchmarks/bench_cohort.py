@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from seedopt.optimizer.base import OptimizeResult, PlanProblem
     from seedopt.optimizer.milp import PenaltyObjective
 
+    from seedopt.backend import Backend
     from seedopt.pipeline import PreparedCase
     from seedopt.plan_config import PlanSpec
     from seedopt.planning import Plan
@@ -216,9 +217,12 @@ def bound_row(problem: PlanProblem) -> dict[str, Any]:
     }
 
 
-def prepare_case(name: str) -> tuple[PlanSpec, PreparedCase, dict[str, Any]]:
-    """Build cohort case ``name`` on the CPU (case, candidates, dose-influence matrix): its
-    config, the prepared case and the fields every row of the case starts with."""
+def prepare_case(
+    name: str, backend: Backend | None = None
+) -> tuple[PlanSpec, PreparedCase, dict[str, Any]]:
+    """Build cohort case ``name`` on ``backend`` (default the CPU: case, candidates,
+    dose-influence matrix): its config, the prepared case and the fields every row of the
+    case starts with."""
     from seedopt.backend import cpu_backend
     from seedopt.pipeline import prepare
     from seedopt.plan_config import PlanSpec
@@ -226,7 +230,7 @@ def prepare_case(name: str) -> tuple[PlanSpec, PreparedCase, dict[str, Any]]:
     c = BY_NAME[name]
     t = time.perf_counter()
     spec = PlanSpec.model_validate(c.config())
-    prepared = prepare(spec, cpu_backend())
+    prepared = prepare(spec, backend or cpu_backend())
     candidates, problem = prepared.candidates, prepared.problem
     base = {
         "case": name,

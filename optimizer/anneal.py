@@ -28,14 +28,23 @@ from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field, model_validator
-from seedopt.kernels.anneal import step_functions
+from seedopt.kernels import anneal as kanneal
 
 from seedopt.backend import array_module, free_bytes
 from seedopt.config_types import Count, Flag, Fraction, PositiveReal, Whole
 from seedopt.errors import SeedoptError
 
 from .base import OptimizeResult, PlanProblem
-from .objective import decisive_rows, dose, objective, terms_from_doses
+from .objective import (
+    W_COVERAGE,
+    W_HARD,
+    decisive_rows,
+    dose,
+    hottest_points,
+    objective,
+    points_at_percent,
+    terms_from_doses,
+)
 from .options import OptimizerOptions
 from .registry import BaseOptimizer, register, to_host
 
@@ -65,7 +74,8 @@ class AnnealOptions(OptimizerOptions):
     )
     use_kernels: Flag | None = Field(
         default=None,
-        description="false runs the pure-array dose updates on the GPU too (for tests)",
+        description="false runs the pure-array reference step on the GPU too, instead of the "
+        "fused kernels (for tests)",
     )
 
     @model_validator(mode="after")
@@ -94,10 +104,72 @@ def needle_neighbours(seed_needle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def state_nbytes(problem: PlanProblem, chains: int) -> int:
     """Working memory of ``anneal`` on ``problem`` (bytes; after ``decisive_rows``): a
     transposed copy of the matrices, and per chain about eight float64 dose vectors (current,
-    proposed, the partition's copy and temporaries) and four (m,) loading arrays."""
+    proposed, the partition's copy and temporaries), four (m,) loading arrays and the fused
+    step's histograms and buffers."""
     rows = problem.A_target.shape[0] + sum(a.shape[0] for a in problem.A_oar.values())
     matrix = problem.A_target.nbytes + sum(a.nbytes for a in problem.A_oar.values())
-    return int(matrix + chains * (8 * 8 * rows + 4 * 8 * problem.n_candidates))
+    fused = kanneal.buffer_nbytes(chains, 1 + len(problem.hard), rows)
+    return int(matrix + fused + chains * (8 * 8 * rows + 4 * 8 * problem.n_candidates))
+
+
+def fused_spec(p: PlanProblem, chains: int, options: AnnealOptions) -> kanneal.StepSpec | None:
+    """The fused step's view of ``p`` (already ``decisive_rows``) for ``chains`` chains, or
+    None where it does not apply: a Dmean limit (its mean is not a k-th hottest dose), or more
+    limits than the kernels hold tallies for."""
+    if any(lim.metric == "Dmean" for lim in p.hard):
+        return None
+    structures = sorted({lim.structure for lim in p.hard})
+    sizes = [p.A_target.shape[0]] + [p.A_oar[name].shape[0] for name in structures]
+    rx = np.broadcast_to(np.asarray(to_host(p.prescription_gy), dtype=np.float64), (chains,))
+    thr = [rx, 1.5 * rx, 2.0 * rx]
+    t_seg, t_gt = [0, 0, 0], [0, 0, 0]
+    q_seg, q_tally, q_above = [0], [0], [0]
+    q_k = [points_at_percent(sizes[0], 90.0)]
+    lim_max, lim_floor = [], []
+    s = p.soft
+    for lim in p.hard:
+        seg = 1 + structures.index(lim.structure)
+        t_seg.append(seg)
+        t_gt.append(1)
+        thr.append(np.full(chains, s.lowest_priced_gy(lim.max_gy)))
+        q_seg.append(seg)
+        q_tally.append(len(t_seg) - 1)
+        q_above.append(1)
+        q_k.append(hottest_points(lim, sizes[seg], p.voxel_cc))
+        lim_max.append(lim.max_gy)
+        lim_floor.append(s.organ_floor_gy(lim.max_gy))
+    if len(t_seg) > kanneal.MAX_TALLY:
+        return None
+    return kanneal.StepSpec(
+        seg_start=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        t_seg=np.array(t_seg),
+        t_gt=np.array(t_gt),
+        thr=np.stack(thr, axis=1),
+        q_seg=np.array(q_seg),
+        q_tally=np.array(q_tally),
+        q_above=np.array(q_above),
+        q_k=np.array(q_k),
+        lim_q=np.arange(1, len(q_k)),
+        lim_max=np.array(lim_max, dtype=np.float64),
+        lim_floor=np.array(lim_floor, dtype=np.float64),
+        weights=np.array(
+            [
+                W_COVERAGE,
+                W_HARD,
+                s.v150_per_pct,
+                s.v200_per_pct,
+                s.per_seed,
+                s.per_needle,
+                s.organ_per_pct,
+            ],
+            dtype=np.float64,
+        ),
+        rx=np.ascontiguousarray(rx),
+        cap_seeds=math.inf if p.max_seeds is None else float(p.max_seeds),
+        cap_needles=math.inf if p.max_needles is None else float(p.max_needles),
+        p_shift=options.p_shift,
+        p_swap=options.p_swap,
+    )
 
 
 def anneal_chains(
@@ -109,19 +181,21 @@ def anneal_chains(
     x0: Any,
     bar: Any,
     chain_t0: Any = None,
+    launch: kanneal.Launcher | None = None,
 ) -> tuple[Any, Any, Any]:
     """The annealing loop of ``anneal`` on ``p`` (already ``decisive_rows``) with ``chains``
     chains (``options.chains`` is not read: a sweep runs levels x chains per level); ``p``'s
     prescription may be one per chain (a sweep). Returns each chain's best loading
     ((chains, m) bool) and objective ((chains,)) and the trace, in the matrices' module.
-    The dose updates are the CUDA kernels of ``kernels.anneal`` on the GPU unless
-    ``options.use_kernels`` is False, their pure-array references otherwise. ``x0``: one
-    start loading (m,) for every chain or one per chain (chains, m); ``chain_t0``: a first
-    temperature per chain ((chains,); default ``options.t0`` for all)."""
+
+    On the GPU each step is the fused kernels of ``kernels.anneal`` (``launch``: how they
+    run; a test passes a host launcher with NumPy arrays), unless ``options.use_kernels`` is
+    False or the problem has a Dmean limit: then the pure-array reference step, whose draws
+    and trajectories the kernels reproduce bit for bit. ``x0``: one start loading (m,) for
+    every chain or one per chain (chains, m); ``chain_t0``: a first temperature per chain
+    ((chains,); default ``options.t0`` for all)."""
     iterations, t0, t_end = options.iterations, options.t0, options.t_end
-    p_shift, p_swap = options.p_shift, options.p_swap
     xp = array_module(p.A_target)
-    propose, accept = step_functions(xp, options.use_kernels)
     m = p.n_candidates
     need, free = state_nbytes(p, chains), free_bytes(xp)
     if need > free:
@@ -136,8 +210,6 @@ def anneal_chains(
     needle_h = np.asarray(to_host(p.seed_needle), dtype=np.int64)
     needle = xp.asarray(needle_h)
     prev, next_ = (xp.asarray(a) for a in needle_neighbours(needle_h))
-    cap_seeds = math.inf if p.max_seeds is None else p.max_seeds
-    cap_needles = math.inf if p.max_needles is None else p.max_needles
 
     cols_t = xp.ascontiguousarray(p.A_target.T)  # (m, n_t): one row per candidate
     structures = sorted({lim.structure for lim in p.hard})
@@ -156,50 +228,59 @@ def anneal_chains(
     count = xp.asarray(
         np.stack([np.bincount(needle_h[row], minlength=p.n_needles) for row in start])
     )
-    n_seeds = X.sum(axis=1)
-    n_needles = (count > 0).sum(axis=1)
+    n_seeds = X.sum(axis=1).astype(xp.int64)
+    n_needles = (count > 0).sum(axis=1).astype(xp.int64)
     f = terms_from_doses(p, d_t, d_o, n_seeds, n_needles).total
-    best_f, best_X = f.copy(), X.copy()
-    trace = xp.empty(iterations + 1)
-    trace[0] = best_f.min()
     # a geometric schedule from each chain's first temperature to t_end: (iterations, chains)
     first = np.broadcast_to(np.asarray(t0 if chain_t0 is None else chain_t0, float), (chains,))
     frac = np.arange(iterations)[:, None] / max(iterations - 1, 1)
     temps = xp.asarray(first[None] * (t_end / first[None]) ** frac)
-    rows = xp.arange(chains)
 
-    for it in range(iterations):
-        if it % 100 == 0:
-            bar.update(min(100, iterations - it))
-        u = rs.random_sample((chains, 2 * m + 4))  # every draw of this step at once
-        flip = xp.minimum((u[:, 0] * m).astype(xp.int64), m - 1)
-        kind, forward, accept_u = u[:, 1], u[:, 2] < 0.5, u[:, 3]
-        # a random loaded seed (any seed if none is loaded)
-        pick = xp.where(X, u[:, 4 : 4 + m], -1.0).argmax(axis=1)
-        # a random free candidate on a used needle
-        free_keys = xp.where(X | (count[:, needle] == 0), -1.0, u[:, 4 + m :])
-        gather = free_keys.argmax(axis=1)
-        swap = (kind >= p_shift) & (kind < p_shift + p_swap)
-        dest = xp.where(
-            swap,
-            xp.where(free_keys[rows, gather] >= 0, gather, -1),
-            xp.where(forward, next_[pick], prev[pick]),
+    if launch is None and xp is not np and options.use_kernels is not False:
+        launch = kanneal.cuda_launcher
+    spec = fused_spec(p, chains, options) if launch is not None else None
+    if spec is not None:
+        fused = kanneal.FusedStep(
+            spec,
+            xp.concatenate([cols_t, *(cols_o[s] for s in structures)], axis=1),
+            xp.concatenate([d_t, *(d_o[s] for s in structures)], axis=1),
+            X,
+            count,
+            n_seeds,
+            n_needles,
+            f,
+            needle,
+            prev,
+            next_,
+            iterations,
+            launch,
         )
-        free_dest = (dest >= 0) & ~X[rows, xp.maximum(dest, 0)]
-        shift = (kind < p_shift + p_swap) & X.any(axis=1) & free_dest
-        flipped_on = X[rows, flip]
-        rem = xp.where(shift, pick, xp.where(flipped_on, flip, -1))
-        add = xp.where(shift, dest, xp.where(flipped_on, -1, flip))
-        w_rem, w_add = rem >= 0, add >= 0
-        i_rem, i_add = xp.maximum(rem, 0), xp.maximum(add, 0)
+        for it, u in _draws(rs, iterations, chains, bar):
+            fused.step(u, temps[it], it)
+        bar.close()
+        return fused.best_X, fused.best_f, fused.trace()
 
-        new_t = propose(d_t, cols_t, add, rem)
-        new_o = {s: propose(d_o[s], cols_o[s], add, rem) for s in structures}
-        nd_rem, nd_add = needle[i_rem], needle[i_add]
-        frees = w_rem & (count[rows, nd_rem] == 1) & ~(w_add & (nd_add == nd_rem))
-        opens = w_add & (count[rows, nd_add] == 0)
-        new_seeds = n_seeds + w_add - w_rem.astype(xp.int64)
-        new_needles = n_needles + opens - frees.astype(xp.int64)
+    best_f, best_X = f.copy(), X.copy()
+    trace = xp.empty(iterations + 1)
+    trace[0] = best_f.min()
+    rows = xp.arange(chains)
+    cap_seeds = math.inf if p.max_seeds is None else p.max_seeds
+    cap_needles = math.inf if p.max_needles is None else p.max_needles
+    for it, u in _draws(rs, iterations, chains, bar):
+        add, rem, new_seeds, new_needles = kanneal.move_reference(
+            u,
+            X,
+            count,
+            needle,
+            prev,
+            next_,
+            n_seeds,
+            n_needles,
+            options.p_shift,
+            options.p_swap,
+        )
+        new_t = kanneal.propose_reference(d_t, cols_t, add, rem)
+        new_o = {s: kanneal.propose_reference(d_o[s], cols_o[s], add, rem) for s in structures}
         new_f = terms_from_doses(p, new_t, new_o, new_seeds, new_needles, with_d90=False).total
 
         within = ((new_seeds <= cap_seeds) | (new_seeds <= n_seeds)) & (
@@ -207,9 +288,12 @@ def anneal_chains(
         )
         delta = new_f - f
         boltzmann = xp.exp(xp.minimum(0.0, -delta / temps[it]))
-        acc = within & ((delta <= 0) | (accept_u < boltzmann))
+        acc = within & ((delta <= 0) | (u[:, 3] < boltzmann))
 
         # each chain touches its own (row, column) pairs: no index repeats in a scatter
+        w_rem, w_add = rem >= 0, add >= 0
+        i_rem, i_add = xp.maximum(rem, 0), xp.maximum(add, 0)
+        nd_rem, nd_add = needle[i_rem], needle[i_add]
         took_rem, took_add = acc & w_rem, acc & w_add
         X[rows, i_rem] = X[rows, i_rem] & ~took_rem
         count[rows, nd_rem] = count[rows, nd_rem] - took_rem
@@ -217,8 +301,8 @@ def anneal_chains(
         count[rows, nd_add] = count[rows, nd_add] + took_add
         n_seeds = xp.where(acc, new_seeds, n_seeds)
         n_needles = xp.where(acc, new_needles, n_needles)
-        d_t = accept(d_t, new_t, acc)
-        d_o = {s: accept(d_o[s], new_o[s], acc) for s in structures}
+        d_t = xp.where(acc[:, None], new_t, d_t)
+        d_o = {s: xp.where(acc[:, None], new_o[s], d_o[s]) for s in structures}
         f = xp.where(acc, new_f, f)
 
         better = f < best_f
@@ -228,6 +312,18 @@ def anneal_chains(
 
     bar.close()
     return best_X, best_f, trace
+
+
+def _draws(rs: Any, iterations: int, chains: int, bar: Any) -> Any:
+    """(step, its (chains, 6) uniforms), the uniforms of ``kanneal.DRAW_BLOCK`` steps drawn in
+    one call; the progress bar advanced every 100 steps."""
+    for first in range(0, iterations, kanneal.DRAW_BLOCK):
+        block = rs.random_sample((min(kanneal.DRAW_BLOCK, iterations - first), chains, 6))
+        for k in range(block.shape[0]):
+            it = first + k
+            if it % 100 == 0:
+                bar.update(min(100, iterations - it))
+            yield it, block[k]
 
 
 @register("anneal")

@@ -1,124 +1,194 @@
-"""The annealer's dose-update kernels (``kernels/anneal_step.cu``) against their pure-array
-references (``seedopt.kernels.anneal``): the source compiles with nvcc; run on the host
-thread by thread over a grid smaller than the data, it gives the references' doses bit for
-bit, in float32 and float16 columns; on a GPU the CuPy kernels do too, and an annealing run
-with the kernels equals one with the references (marked ``gpu``)."""
+"""The fused annealing step (``kernels/anneal_fused.cu``) against the pure-array reference step.
+
+The CUDA source compiles with nvcc. Compiled as C++ and run on the host thread by thread, over
+grids smaller than the work, and driven by the same ``FusedStep`` the GPU uses, a whole
+annealing run gives the reference run's loadings, objectives and trace bit for bit: with
+organ limits of every kind the kernels take (Dmax, D{v}cc), float32 and float16 columns,
+warm and empty starts, caps, one prescription per chain (a sweep), and with the selection's
+rare paths forced (clamped bins, overfull bins). A step is seven launches. On a GPU the CuPy
+kernels do the same (marked ``gpu``).
+"""
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from cuda_build import host_library, needs_nvcc, ptx_entries
 from seedopt.kernels import anneal as kanneal
-from seedopt.optimizer import get_optimizer
+from seedopt.optimizer.anneal import AnnealOptions, anneal_chains, fused_spec
+from seedopt.optimizer.base import HardLimit
+from seedopt.optimizer.objective import decisive_rows, objective
 from seedopt.optimizer.synthetic import RECTUM_LIMITS, synthetic_problem
 from test_gpu_path import on_backend
 
-KERNEL = Path(kanneal.__file__).with_name("anneal_step.cu")
+KERNEL = Path(kanneal.__file__).with_name("anneal_fused.cu")
 INSTANTIATE = """
-template __global__ void anneal_propose<float>(const double*, const float*, const long long*,
-    const long long*, long long, long long, double*);
-template __global__ void anneal_propose<__half>(const double*, const __half*, const long long*,
-    const long long*, long long, long long, double*);
+template __global__ void fused_propose<float>(double*, const float*, const long long*,
+    const long long*, const unsigned char*, long long, long long, long long, const long long*,
+    int, const int*, const int*, const double*, int, unsigned long long*);
+template __global__ void fused_propose<__half>(double*, const __half*, const long long*,
+    const long long*, const unsigned char*, long long, long long, long long, const long long*,
+    int, const int*, const int*, const double*, int, unsigned long long*);
 """
+LIMITS = (
+    HardLimit("rectum", "Dmax", 80.0),
+    HardLimit("rectum", "D0.1cc", 80.0),
+    HardLimit("rectum", "D1cc", 70.0),
+)
+"""Every kind of limit the fused step takes (RECTUM_LIMITS has a Dmean: reference only)."""
 
 
-def step_case(chains: int = 7, rows: int = 53, m: int = 11, seed: int = 0):
-    """Doses, columns and moves of every kind: add only, remove only, both, none."""
-    rng = np.random.default_rng(seed)
-    dose = rng.uniform(0, 300, (chains, rows))
-    cols = rng.uniform(0, 40, (m, rows)).astype(np.float32)
-    add = rng.integers(-1, m, chains)
-    rem = rng.integers(-1, m, chains)
-    add[:3], rem[:3] = [-1, 3, 0], [4, -1, 0]  # index 0 is a column too
-    return dose, cols, add.astype(np.int64), rem.astype(np.int64)
+class Bar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
-@needs_nvcc
-def test_anneal_kernels_compile_with_nvcc(tmp_path: Path) -> None:
-    assert ptx_entries(kanneal.cuda_source() + INSTANTIATE, ("--std=c++14",), tmp_path) == 3
+@dataclasses.dataclass
+class HostLauncher:
+    """Runs each kernel of ``anneal_fused.cu`` from the host library over ``grid`` blocks of
+    ``block`` threads (fewer than the work: grid-stride loops), counting the launches."""
+
+    lib: ctypes.CDLL
+    grid: int = 3
+    block: int = 32
+    launches: Counter = dataclasses.field(default_factory=Counter)
+
+    def __call__(self, name: str, threads: int, args: Any) -> None:
+        self.launches[name] += 1
+        entry = {
+            "fused_propose<float>": "fused_propose_float",
+            "fused_propose<__half>": "fused_propose_half",
+        }.get(name, name)
+        keep, c_args = [], []
+        for a in args:
+            if isinstance(a, np.ndarray):
+                a = np.ascontiguousarray(a, np.float32 if a.dtype == np.float16 else None)
+                keep.append(a)
+                c_args.append(ctypes.c_void_p(a.ctypes.data))
+            elif isinstance(a, np.int64):
+                c_args.append(ctypes.c_longlong(int(a)))
+            elif isinstance(a, np.int32):
+                c_args.append(ctypes.c_int(int(a)))
+            elif isinstance(a, np.float64):
+                c_args.append(ctypes.c_double(float(a)))
+            else:
+                raise TypeError(f"{name}: argument of type {type(a).__name__}")
+        getattr(self.lib, f"{entry}_host")(
+            ctypes.c_uint(self.grid), ctypes.c_uint(self.block), *c_args
+        )
 
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    return host_library(KERNEL, "launch_anneal.cpp", tmp_path_factory.mktemp("anneal_host"))
+    return host_library(KERNEL, "launch_fused.cpp", tmp_path_factory.mktemp("fused_host"))
 
 
-def ptr(a: np.ndarray, ctype) -> ctypes._Pointer:
-    return a.ctypes.data_as(ctypes.POINTER(ctype))
+def problem(seed: int = 0, limits=LIMITS, storage: str = "float32", **kw):
+    p = synthetic_problem(seed, limits, n_target=90, n_oar=40, needles=4, per_needle=5, **kw)
+    return decisive_rows(
+        dataclasses.replace(
+            p,
+            A_target=p.A_target.astype(storage),
+            A_oar={k: v.astype(storage) for k, v in p.A_oar.items()},
+        )
+    )
+
+
+def runs(p, launcher, *, chains=5, iterations=300, x0=None, t0=30.0, seed=4):
+    """The reference run and the fused run of the same draws."""
+    options = AnnealOptions(iterations=iterations, t0=t0, t_end=1e-3)
+    ref = anneal_chains(p, seed, options, chains=chains, x0=x0, bar=Bar())
+    fused = anneal_chains(p, seed, options, chains=chains, x0=x0, bar=Bar(), launch=launcher)
+    return ref, fused
+
+
+def assert_same_run(ref, fused) -> None:
+    for a, b, what in zip(ref, fused, ("best loadings", "best objectives", "trace"), strict=True):
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a), err_msg=what)
+
+
+@needs_nvcc
+def test_fused_kernels_compile_with_nvcc(tmp_path: Path) -> None:
+    assert ptx_entries(kanneal.cuda_source() + INSTANTIATE, kanneal.COMPILE_OPTIONS, tmp_path) == 8
 
 
 @pytest.mark.parametrize("storage", ["float32", "float16"])
-def test_propose_run_on_the_host_equals_the_reference_bit_for_bit(host, storage: str) -> None:
-    dose, cols, add, rem = step_case()
-    cols = cols.astype(storage)
-    out = np.full_like(dose, np.nan)
-    launch = host.propose_float if storage == "float32" else host.propose_half
-    launch(
-        ptr(dose, ctypes.c_double),
-        ptr(np.ascontiguousarray(cols, dtype=np.float32), ctypes.c_float),
-        ptr(add, ctypes.c_longlong),
-        ptr(rem, ctypes.c_longlong),
-        ctypes.c_longlong(dose.shape[0]),
-        ctypes.c_longlong(dose.shape[1]),
-        ctypes.c_uint(3),  # 3 blocks of 32 threads for 371 entries: grid-stride loop
-        ctypes.c_uint(32),
-        ptr(out, ctypes.c_double),
-    )
-    ref = kanneal.propose_reference(dose, cols, add, rem)
-    np.testing.assert_array_equal(out, ref)
-    assert np.array_equal(ref[0], dose[0] - cols[4].astype(np.float64))  # remove only
-    assert np.array_equal(ref[1], dose[1] + cols[3].astype(np.float64))  # add only
+def test_fused_run_on_the_host_equals_the_reference_bit_for_bit(host, storage: str) -> None:
+    p = problem(storage=storage)
+    ref, fused = runs(p, HostLauncher(host))
+    assert_same_run(ref, fused)
+    # and the run did something: the best plan is far better than the empty start
+    assert float(np.min(ref[1])) < 0.5 * float(objective(p, np.zeros(p.n_candidates, bool)))
 
 
-def test_accept_run_on_the_host_equals_the_reference(host) -> None:
-    dose, cols, add, rem = step_case()
-    proposed = kanneal.propose_reference(dose, cols, add, rem)
-    accepted = np.array([True, False, True, True, False, False, True])
-    ref = kanneal.accept_reference(dose.copy(), proposed, accepted)
-    host.accept(
-        ptr(dose, ctypes.c_double),
-        ptr(proposed, ctypes.c_double),
-        ptr(accepted, ctypes.c_bool),
-        ctypes.c_longlong(dose.shape[0]),
-        ctypes.c_longlong(dose.shape[1]),
-        ctypes.c_uint(2),
-        ctypes.c_uint(64),
-    )
-    np.testing.assert_array_equal(dose, ref)  # updated in place
-    np.testing.assert_array_equal(dose[~accepted], step_case()[0][~accepted])
+def test_warm_starts_caps_and_one_prescription_per_chain(host) -> None:
+    p = problem(1, max_seeds=6, max_needles=3)
+    x0 = np.zeros(p.n_candidates, dtype=bool)
+    x0[::3] = True
+    assert_same_run(*runs(p, HostLauncher(host), x0=x0, t0=3.0))
+    sweep = dataclasses.replace(problem(2), prescription_gy=np.array([110.0, 130, 145, 160, 190]))
+    assert_same_run(*runs(sweep, HostLauncher(host)))
 
 
-def test_numpy_arrays_get_the_references() -> None:
-    assert kanneal.step_functions(np) == (kanneal.propose_reference, kanneal.accept_reference)
+def test_the_selections_rare_paths_give_the_same_run(host, monkeypatch) -> None:
+    """Few bins (most rows in the clamped end bins) and a tiny buffer (every bin overfull:
+    the radix select) change how the k-th hottest dose is found, never its value."""
+    monkeypatch.setattr(kanneal, "BINS", 6)
+    monkeypatch.setattr(kanneal, "CAPACITY", 3)
+    assert_same_run(*runs(problem(3), HostLauncher(host), iterations=150))
+
+
+def test_a_step_is_seven_kernel_launches_and_no_library_call(host) -> None:
+    launcher = HostLauncher(host)
+    runs(problem(), launcher, iterations=40)
+    assert sum(launcher.launches.values()) == 7 * 40
+    assert set(launcher.launches) == {
+        "fused_move",
+        "fused_propose<float>",
+        "fused_histogram",
+        "fused_pick",
+        "fused_collect",
+        "fused_rank",
+        "fused_accept",
+    }
+    assert kanneal.DRAW_BLOCK >= 64  # the draws of 64 steps are one generator call
+
+
+def test_the_kernels_and_the_driver_share_the_bin_width() -> None:
+    assert f"#define KEY_SHIFT {kanneal.KEY_SHIFT}\n" in kanneal.cuda_source()
+
+
+def test_order_keys_sort_like_the_doses() -> None:
+    v = np.array([-3.0, -1e-300, -0.0, 0.0, 1e-300, 2.5, 2.5000000000000004, np.inf])
+    k = kanneal.order_keys(v)
+    assert np.all(np.diff(k.astype(object)) >= 0)
+    np.testing.assert_array_equal(kanneal.from_order_keys(k), v)
+
+
+def test_a_dmean_limit_takes_the_reference_step() -> None:
+    p = problem(limits=RECTUM_LIMITS)
+    assert fused_spec(p, 4, AnnealOptions()) is None
+    assert fused_spec(problem(), 4, AnnealOptions()) is not None
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("storage", ["float32", "float16"])
-def test_gpu_kernels_equal_the_references_bit_for_bit(storage: str) -> None:
-    import cupy
-
-    dose, cols, add, rem = (cupy.asarray(a) for a in step_case(chains=64, rows=5000, m=40))
-    cols = cols.astype(storage)
-    proposed = kanneal.propose_cuda(dose, cols, add, rem)
-    cupy.testing.assert_array_equal(proposed, kanneal.propose_reference(dose, cols, add, rem))
-    accepted = cupy.arange(64) % 3 == 0
-    ref = kanneal.accept_reference(dose.copy(), proposed, accepted)
-    cupy.testing.assert_array_equal(kanneal.accept_cuda(dose.copy(), proposed, accepted), ref)
-
-
-@pytest.mark.gpu
-def test_gpu_annealing_with_the_kernels_equals_annealing_without() -> None:
+def test_gpu_fused_run_equals_the_reference_run(storage: str) -> None:
     from seedopt.backend import select_backend
 
-    host = synthetic_problem(2, RECTUM_LIMITS, needles=6, per_needle=6)
-    problem = on_backend(host, select_backend("gpu")[0])
-    runs = [
-        get_optimizer("anneal").solve(problem, rng=4, iterations=400, use_kernels=flag)
-        for flag in (True, False)
-    ]
-    assert np.array_equal(runs[0].x, runs[1].x)
-    np.testing.assert_array_equal(runs[0].extra["trace"], runs[1].extra["trace"])
+    p = on_backend(problem(storage=storage), select_backend("gpu")[0])
+    options = AnnealOptions(iterations=400, t0=30.0, t_end=1e-3)
+    fused = anneal_chains(p, 4, options, chains=64, x0=None, bar=Bar())
+    ref = anneal_chains(
+        p, 4, options.model_copy(update={"use_kernels": False}), chains=64, x0=None, bar=Bar()
+    )
+    assert_same_run([a.get() for a in ref], [a.get() for a in fused])
