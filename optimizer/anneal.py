@@ -112,6 +112,17 @@ def state_nbytes(problem: PlanProblem, chains: int) -> int:
     return int(matrix + fused + chains * (8 * 8 * rows + 4 * 8 * problem.n_candidates))
 
 
+def chains_that_fit(problem: PlanProblem, wanted: int, free: int | None = None) -> int:
+    """The most chains, up to ``wanted`` and at least 2, whose annealing state
+    (``state_nbytes``) fits in half of ``free`` bytes (default: the free memory of the
+    matrices' device)."""
+    if free is None:
+        free = free_bytes(array_module(problem.A_target))
+    fixed = state_nbytes(problem, 0)
+    per_chain = max(1, state_nbytes(problem, 1) - fixed)
+    return int(max(2, min(wanted, (free // 2 - fixed) // per_chain)))
+
+
 def fused_spec(p: PlanProblem, chains: int, options: AnnealOptions) -> kanneal.StepSpec | None:
     """The fused step's view of ``p`` (already ``decisive_rows``) for ``chains`` chains, or
     None where it does not apply: a Dmean limit (its mean is not a k-th hottest dose), or more

@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
+from seedopt.backend import array_module
 from seedopt.config_types import Count, Fraction, Length_mm, PositiveReal
 
-from .anneal import AnnealOptions, anneal_chains
+from .anneal import AnnealOptions, anneal_chains, chains_that_fit
 from .base import OptimizeResult, PlanProblem
 from .highs import sample_rows
 from .local_search import Loading, Neighbourhood, improve
@@ -105,6 +106,11 @@ class HybridOptions(OptimizerOptions):
     )
     local_search_s: PositiveReal = Field(
         default=30.0, description="time limit of each local-search phase, s (a safety net)"
+    )
+    device_chains: Count = Field(
+        default=1024,
+        description="annealing chains on a GPU, at most as many as fit in half its free "
+        "memory (the CPU runs anneal_options.chains)",
     )
 
     @field_validator("anneal_options", mode="before")
@@ -177,6 +183,8 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
             * max(a.iterations, options.iterations_per_candidate * problem.n_candidates)
         )
         chains = max(2, a.chains)
+        if array_module(search.A_target) is not np:
+            chains = chains_that_fit(search, options.device_chains)
         x0 = np.zeros((chains, problem.n_candidates), dtype=bool)
         x0[: chains // 2] = rule_x
         chain_t0 = np.where(np.arange(chains) < chains // 2, a.t0, max(a.t0, options.cold_t0))

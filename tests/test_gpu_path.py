@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from seedopt.optimizer import PlanProblem, get_optimizer, objective
-from seedopt.optimizer.anneal import SimulatedAnnealingOptimizer, state_nbytes
+from seedopt.optimizer.anneal import SimulatedAnnealingOptimizer, chains_that_fit, state_nbytes
 from seedopt.optimizer.objective import dose, dose_at_percent, limit_value
 from seedopt.optimizer.synthetic import RECTUM_LIMITS, synthetic_problem
 from test_optimizers import brute_force
@@ -80,6 +80,16 @@ def test_anneal_refuses_a_state_that_cannot_fit_with_one_line() -> None:
     assert state_nbytes(problem, chains) > 10**15
     with pytest.raises(SeedoptError, match=r"annealing 1000000000000 chains needs about .* GiB"):
         get_optimizer("anneal").solve(problem, chains=chains, iterations=1)
+
+
+def test_the_device_chain_count_is_what_fits_in_half_the_free_memory() -> None:
+    problem = synthetic_problem(0, RECTUM_LIMITS)
+    fixed, one = state_nbytes(problem, 0), state_nbytes(problem, 1)
+    room = 2 * (fixed + 300 * (one - fixed))  # half of it holds 300 chains
+    assert chains_that_fit(problem, 1024, free=room) == 300
+    assert chains_that_fit(problem, 100, free=room) == 100
+    assert chains_that_fit(problem, 1024, free=0) == 2  # the fewest; anneal's own check refuses
+    assert state_nbytes(problem, 300) <= room // 2 < state_nbytes(problem, 301)
 
 
 def test_running_out_of_memory_while_optimizing_is_one_clear_error(monkeypatch) -> None:
