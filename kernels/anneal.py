@@ -13,7 +13,7 @@ seven launches of the kernels in ``anneal_fused.cu`` and no library call:
 * ``fused_propose``: the proposal doses and the threshold tallies: target rows at or above
   Rx, 1.5 Rx and 2 Rx, organ rows above their priced dose (``propose_reference`` and the
   counts of ``objective.terms_from_doses``);
-* ``fused_histogram``, ``fused_pick``, ``fused_collect``, ``fused_rank``: the exact k-th
+* ``fused_rows`` (twice: a histogram, then a gather), ``fused_pick``, ``fused_rank``: the exact k-th
   hottest dose (D90, D{v}cc, Dmax) of the chains whose objective needs it
   (``objective.kth_hottest`` where ``shortfall_pct`` and ``priced_value`` compute it);
 * ``fused_accept``: the objective, Metropolis acceptance, the state, the best loading and
@@ -60,9 +60,8 @@ _COLUMN_TYPES = {"float32": "float", "float16": "__half"}
 KERNELS = (
     "fused_move",
     *(f"fused_propose<{t}>" for t in _COLUMN_TYPES.values()),
-    "fused_histogram",
+    "fused_rows",
     "fused_pick",
-    "fused_collect",
     "fused_rank",
     "fused_accept",
 )
@@ -327,180 +326,37 @@ class FusedStep:
     def step(self, u: Any, temp: Any, it: int) -> None:
         """Advance every chain one step with draws ``u`` (chains, 6) at temperatures ``temp``
         (chains,); the trace entry ``it + 1``."""
-        s, c, q, t = self.spec, np.int64(self.chains), np.int32(self.n_q), np.int32(self.n_tally)
-        m, ids, rows, slots = (
-            np.int64(self.m),
-            np.int64(self.n_needle_ids),
-            np.int64(self.rows),
-            np.int64(self.slots),
-        )
+        s = self.spec
+        c, q, t = np.int64(self.chains), np.int32(self.n_q), np.int32(self.n_tally)
+        m, ids = np.int64(self.m), np.int64(self.n_needle_ids)
+        rows, slots = np.int64(self.rows), np.int64(self.slots)
         bins, cap = np.int64(BINS), np.int64(self.cap)
-        segs = (self.seg_start,)
+        doses = (self.D, self.cur, c, rows)
         quantity = (q, self.q_seg, self.q_tally, self.q_above)
-        self.launch(
-            "fused_move",
-            self.chains,
-            (
-                c,
-                m,
-                ids,
-                u,
-                self.X,
-                self.count,
-                self.needle,
-                self.prev,
-                self.next_,
-                self.n_seeds,
-                self.n_needles,
-                np.float64(s.p_shift),
-                np.float64(s.p_swap),
-                self.add,
-                self.rem,
-                self.new_seeds,
-                self.new_needles,
-            ),
-        )
-        self.launch(
-            f"fused_propose<{self.column_type}>",
-            self.chains * self.slots,
-            (
-                self.D,
-                self.cols,
-                self.add,
-                self.rem,
-                self.cur,
-                c,
-                rows,
-                slots,
-                *segs,
-                np.int32(self.n_seg),
-                self.t_seg,
-                self.t_gt,
-                self.thr,
-                t,
-                self.counts,
-            ),
-        )
-        self.launch(
-            "fused_histogram",
-            self.chains * self.slots,
-            (
-                self.D,
-                self.cur,
-                c,
-                rows,
-                slots,
-                *segs,
-                *quantity,
-                self.q_k,
-                self.counts,
-                t,
-                self.thr,
-                self.top,
-                bins,
-                self.hist,
-            ),
-        )
-        self.launch(
-            "fused_pick",
-            self.chains * self.n_q,
-            (
-                c,
-                q,
-                self.q_tally,
-                self.q_above,
-                self.q_k,
-                self.counts,
-                t,
-                bins,
-                self.hist,
-                self.need,
-                self.bin,
-                self.rank,
-            ),
-        )
-        self.launch(
-            "fused_collect",
-            self.chains * self.slots,
-            (
-                self.D,
-                self.cur,
-                c,
-                rows,
-                slots,
-                *segs,
-                *quantity,
-                t,
-                self.thr,
-                self.top,
-                bins,
-                self.need,
-                self.bin,
-                cap,
-                self.fill,
-                self.buf,
-            ),
-        )
-        self.launch(
-            "fused_rank",
-            self.chains * self.n_q * self.cap,
-            (
-                self.D,
-                self.cur,
-                c,
-                rows,
-                *segs,
-                *quantity,
-                t,
-                self.thr,
-                self.top,
-                bins,
-                self.need,
-                self.bin,
-                self.rank,
-                cap,
-                self.fill,
-                self.buf,
-                self.value,
-            ),
-        )
-        self.launch(
-            "fused_accept",
-            self.chains,
-            (
-                c,
-                m,
-                ids,
-                self.X,
-                self.count,
-                self.needle,
-                self.add,
-                self.rem,
-                self.new_seeds,
-                self.new_needles,
-                self.n_seeds,
-                self.n_needles,
-                self.counts,
-                t,
-                self.need,
-                self.value,
-                q,
-                self.fill,
-                self.rx,
-                np.int64(s.n_target),
-                np.int32(len(s.lim_q)),
-                self.lim_q,
-                self.lim_max,
-                self.lim_floor,
-                self.weights,
-                np.float64(s.cap_seeds),
-                np.float64(s.cap_needles),
-                u,
-                temp,
-                self.f,
-                self.best_f,
-                self.best_X,
-                self.cur,
-                self.trace_keys[it + 1 :],
-            ),
-        )
+        moves = (self.add, self.rem, self.new_seeds, self.new_needles)
+        state = (self.n_seeds, self.n_needles)
+        per_row = self.chains * self.slots
+        # fmt: off
+        self.launch("fused_move", self.chains, (
+            c, m, ids, u, self.X, self.count, self.needle, self.prev, self.next_, *state,
+            np.float64(s.p_shift), np.float64(s.p_swap), *moves))
+        self.launch(f"fused_propose<{self.column_type}>", per_row, (
+            self.D, self.cols, self.add, self.rem, self.cur, c, rows, slots, self.seg_start,
+            np.int32(self.n_seg), self.t_seg, self.t_gt, self.thr, t, self.counts))
+        by_rows = (*doses, slots, self.seg_start, *quantity, self.q_k, self.counts, t,
+                   self.thr, self.top, bins, self.hist, self.bin, cap, self.fill, self.buf)
+        self.launch("fused_rows", per_row, (np.int32(0), *by_rows))
+        self.launch("fused_pick", self.chains * self.n_q, (
+            c, q, self.q_tally, self.q_above, self.q_k, self.counts, t, bins, self.hist,
+            self.need, self.bin, self.rank))
+        self.launch("fused_rows", per_row, (np.int32(1), *by_rows))
+        self.launch("fused_rank", self.chains * self.n_q * self.cap, (
+            *doses, self.seg_start, *quantity, t, self.thr, self.top, bins, self.need,
+            self.bin, self.rank, cap, self.fill, self.buf, self.value))
+        self.launch("fused_accept", self.chains, (
+            c, m, ids, self.X, self.count, self.needle, *moves, *state, self.counts, t,
+            self.need, self.value, q, self.fill, self.rx, np.int64(s.n_target),
+            np.int32(len(s.lim_q)), self.lim_q, self.lim_max, self.lim_floor, self.weights,
+            np.float64(s.cap_seeds), np.float64(s.cap_needles), u, temp, self.f, self.best_f,
+            self.best_X, self.cur, self.trace_keys[it + 1 :]))
+        # fmt: on

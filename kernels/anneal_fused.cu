@@ -157,16 +157,19 @@ __global__ void fused_propose(double* __restrict__ D, const T* __restrict__ cols
     }
 }
 
-// Histogram of each needed quantity's domain rows in the proposal.
-__global__ void fused_histogram(const double* __restrict__ D,
-                                const unsigned char* __restrict__ cur, long long chains,
-                                long long R, long long slots,
-                                const long long* __restrict__ seg_start, int n_q,
-                                const int* __restrict__ q_seg, const int* __restrict__ q_tally,
-                                const int* __restrict__ q_above, const long long* __restrict__ q_k,
-                                const unsigned long long* __restrict__ counts, int n_tally,
-                                const double* __restrict__ thr, const long long* __restrict__ top,
-                                long long bins, unsigned int* __restrict__ hist) {
+// The domain rows of each needed quantity in the proposal: phase 0 counts them into the
+// quantity's histogram; phase 1 gathers those in the bin fused_pick chose into its buffer (at
+// most cap of them; fill counts them all).
+__global__ void fused_rows(int phase, const double* __restrict__ D,
+                           const unsigned char* __restrict__ cur, long long chains, long long R,
+                           long long slots, const long long* __restrict__ seg_start, int n_q,
+                           const int* __restrict__ q_seg, const int* __restrict__ q_tally,
+                           const int* __restrict__ q_above, const long long* __restrict__ q_k,
+                           const unsigned long long* __restrict__ counts, int n_tally,
+                           const double* __restrict__ thr, const long long* __restrict__ top,
+                           long long bins, unsigned int* __restrict__ hist,
+                           const long long* __restrict__ bin, long long cap,
+                           unsigned int* __restrict__ fill, double* __restrict__ buf) {
     const long long total = chains * slots;
     const long long stride = (long long)blockDim.x * gridDim.x;
     for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total;
@@ -175,14 +178,20 @@ __global__ void fused_histogram(const double* __restrict__ D,
         const long long s = k - c * slots;
         const double* prop = D + ((long long)(1 - cur[c]) * chains + c) * R;
         for (int q = 0; q < n_q; ++q) {
+            const long long cq = c * n_q + q;
             const int t = q_tally[q];
             if (!needed(counts[c * n_tally + t], q_k[q], q_above[q])) continue;
             const double h = thr[c * n_tally + t];
-            const long long tp = top[c * n_q + q];
-            unsigned int* hq = hist + (c * n_q + q) * bins;
             for (long long r = seg_start[q_seg[q]] + s; r < seg_start[q_seg[q] + 1]; r += slots) {
                 const double v = prop[r];
-                if (in_domain(v, h, q_above[q])) atomicAdd(&hq[bin_of(v, tp, bins)], 1u);
+                if (!in_domain(v, h, q_above[q])) continue;
+                const long long b = bin_of(v, top[cq], bins);
+                if (phase == 0) {
+                    atomicAdd(&hist[cq * bins + b], 1u);
+                } else if (b == bin[cq]) {
+                    const unsigned int slot = atomicAdd(&fill[cq], 1u);
+                    if (slot < cap) buf[cq * cap + slot] = v;
+                }
             }
         }
     }
@@ -217,38 +226,6 @@ __global__ void fused_pick(long long chains, int n_q, const int* __restrict__ q_
             }
             cum += h;
             hq[b] = 0;
-        }
-    }
-}
-
-// The rows of each needed quantity's bin, gathered into its buffer (at most cap of them).
-__global__ void fused_collect(const double* __restrict__ D,
-                              const unsigned char* __restrict__ cur, long long chains,
-                              long long R, long long slots,
-                              const long long* __restrict__ seg_start, int n_q,
-                              const int* __restrict__ q_seg, const int* __restrict__ q_tally,
-                              const int* __restrict__ q_above, int n_tally,
-                              const double* __restrict__ thr, const long long* __restrict__ top,
-                              long long bins, const unsigned char* __restrict__ need,
-                              const long long* __restrict__ bin, long long cap,
-                              unsigned int* __restrict__ fill, double* __restrict__ buf) {
-    const long long total = chains * slots;
-    const long long stride = (long long)blockDim.x * gridDim.x;
-    for (long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x; k < total;
-         k += stride) {
-        const long long c = k / slots;
-        const long long s = k - c * slots;
-        const double* prop = D + ((long long)(1 - cur[c]) * chains + c) * R;
-        for (int q = 0; q < n_q; ++q) {
-            const long long cq = c * n_q + q;
-            if (!need[cq]) continue;
-            const double h = thr[c * n_tally + q_tally[q]];
-            for (long long r = seg_start[q_seg[q]] + s; r < seg_start[q_seg[q] + 1]; r += slots) {
-                const double v = prop[r];
-                if (!in_domain(v, h, q_above[q]) || bin_of(v, top[cq], bins) != bin[cq]) continue;
-                const unsigned int slot = atomicAdd(&fill[cq], 1u);
-                if (slot < cap) buf[cq * cap + slot] = v;
-            }
         }
     }
 }

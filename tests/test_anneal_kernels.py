@@ -118,7 +118,7 @@ def assert_same_run(ref, fused) -> None:
 
 @needs_nvcc
 def test_fused_kernels_compile_with_nvcc(tmp_path: Path) -> None:
-    assert ptx_entries(kanneal.cuda_source() + INSTANTIATE, kanneal.COMPILE_OPTIONS, tmp_path) == 8
+    assert ptx_entries(kanneal.cuda_source() + INSTANTIATE, kanneal.COMPILE_OPTIONS, tmp_path) == 7
 
 
 @pytest.mark.parametrize("storage", ["float32", "float16"])
@@ -154,9 +154,8 @@ def test_a_step_is_seven_kernel_launches_and_no_library_call(host) -> None:
     assert set(launcher.launches) == {
         "fused_move",
         "fused_propose<float>",
-        "fused_histogram",
+        "fused_rows",
         "fused_pick",
-        "fused_collect",
         "fused_rank",
         "fused_accept",
     }

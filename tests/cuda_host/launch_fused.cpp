@@ -54,29 +54,21 @@ extern "C" void fused_propose_half_host(unsigned grid, unsigned block, PROPOSE_P
     });
 }
 
-ENTRY(fused_histogram,
-      P(const double* D, const unsigned char* cur, long long chains, long long R,
+ENTRY(fused_rows,
+      P(int phase, const double* D, const unsigned char* cur, long long chains, long long R,
         long long slots, const long long* seg_start, int n_q, const int* q_seg,
         const int* q_tally, const int* q_above, const long long* q_k,
         const unsigned long long* counts, int n_tally, const double* thr, const long long* top,
-        long long bins, unsigned int* hist),
-      (D, cur, chains, R, slots, seg_start, n_q, q_seg, q_tally, q_above, q_k, counts, n_tally,
-       thr, top, bins, hist))
+        long long bins, unsigned int* hist, const long long* bin, long long cap,
+        unsigned int* fill, double* buf),
+      (phase, D, cur, chains, R, slots, seg_start, n_q, q_seg, q_tally, q_above, q_k, counts,
+       n_tally, thr, top, bins, hist, bin, cap, fill, buf))
 
 ENTRY(fused_pick,
       P(long long chains, int n_q, const int* q_tally, const int* q_above, const long long* q_k,
         const unsigned long long* counts, int n_tally, long long bins, unsigned int* hist,
         unsigned char* need, long long* bin, long long* rank),
       (chains, n_q, q_tally, q_above, q_k, counts, n_tally, bins, hist, need, bin, rank))
-
-ENTRY(fused_collect,
-      P(const double* D, const unsigned char* cur, long long chains, long long R,
-        long long slots, const long long* seg_start, int n_q, const int* q_seg,
-        const int* q_tally, const int* q_above, int n_tally, const double* thr,
-        const long long* top, long long bins, const unsigned char* need, const long long* bin,
-        long long cap, unsigned int* fill, double* buf),
-      (D, cur, chains, R, slots, seg_start, n_q, q_seg, q_tally, q_above, n_tally, thr, top,
-       bins, need, bin, cap, fill, buf))
 
 ENTRY(fused_rank,
       P(const double* D, const unsigned char* cur, long long chains, long long R,
