@@ -125,9 +125,10 @@ def chains_that_fit(problem: PlanProblem, wanted: int, free: int | None = None) 
 
 def fused_spec(p: PlanProblem, chains: int, options: AnnealOptions) -> kanneal.StepSpec | None:
     """The fused step's view of ``p`` (already ``decisive_rows``) for ``chains`` chains, or
-    None where it does not apply: a Dmean limit (its mean is not a k-th hottest dose), or more
-    limits than the kernels hold tallies for."""
-    if any(lim.metric == "Dmean" for lim in p.hard):
+    None where it does not apply: a Dmean limit (its mean is not a k-th hottest dose), an
+    EQD2 limit (the kernels tally physical dose), or more limits than the kernels hold
+    tallies for."""
+    if any(lim.metric == "Dmean" for lim in p.hard) or not p.physical_only:
         return None
     structures = sorted({lim.structure for lim in p.hard})
     sizes = [p.A_target.shape[0]] + [p.A_oar[name].shape[0] for name in structures]

@@ -16,14 +16,22 @@ better); see its docstring.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, get_args
 
 import numpy as np
 
+from seedopt.radiobiology import ImplantEqd2
+
 Metric = Literal["Dmax", "D0.1cc", "D1cc", "D2cc", "Dmean"]
 METRICS: tuple[str, ...] = get_args(Metric)
+Quantity = Literal["physical", "eqd2_implant", "eqd2_cumulative"]
+QUANTITIES: tuple[str, ...] = get_args(Quantity)
+"""What a hard limit's dose is: the implant's physical dose, the implant's EQD2, or the
+cumulative EQD2 (the prior course's plus the implant's, summed per voxel before the metric);
+``seedopt.radiobiology``."""
 
 
 def _finite(owner: object, name: str) -> float:
@@ -37,16 +45,22 @@ def _finite(owner: object, name: str) -> float:
 
 @dataclass(frozen=True)
 class HardLimit:
-    """``metric`` of ``structure`` at most ``max_gy`` (Gy): the one definition of a hard limit,
-    also what ``goals.hard`` in a plan config validates into (``seedopt.plan_config``)."""
+    """``metric`` of ``structure`` at most ``max_gy`` (Gy, of ``quantity``): the one definition
+    of a hard limit, also what ``goals.hard`` in a plan config validates into
+    (``seedopt.plan_config``)."""
 
     structure: str
     metric: Metric
     max_gy: float
+    quantity: Quantity = "physical"
 
     def __post_init__(self) -> None:
         if self.metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.quantity not in QUANTITIES:
+            raise ValueError(
+                f"quantity must be one of {', '.join(QUANTITIES)}, got {self.quantity!r}"
+            )
         if _finite(self, "max_gy") <= 0:
             raise ValueError(f"max_gy must be a positive dose in Gy, got {self.max_gy:g}")
 
@@ -126,6 +140,10 @@ class PlanProblem:
     n_needles : number of candidate needles.
     max_seeds, max_needles : optional caps.
     geometry : candidate geometry for geometry-aware methods (optional).
+    implant_eqd2 : structure -> its implant EQD2 model (``radiobiology.ImplantEqd2``), for
+        every structure with an EQD2 limit.
+    prior_eqd2 : structure -> (n_k,) EQD2 of the prior course at its rows (Gy, recovery
+        applied), for every structure with a cumulative limit; rows as ``A_oar``'s.
     """
 
     A_target: Any
@@ -139,10 +157,53 @@ class PlanProblem:
     max_seeds: int | None = None
     max_needles: int | None = None
     geometry: CandidateGeometry | None = None
+    implant_eqd2: dict[str, ImplantEqd2] = field(default_factory=dict)
+    prior_eqd2: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for lim in self.hard:
+            if lim.quantity != "physical" and lim.structure not in self.implant_eqd2:
+                raise ValueError(f"{lim.structure}: an {lim.quantity} limit needs its EQD2 model")
+            if lim.quantity == "eqd2_cumulative":
+                prior = self.prior_eqd2.get(lim.structure)
+                if prior is None or prior.shape != (self.A_oar[lim.structure].shape[0],):
+                    raise ValueError(
+                        f"{lim.structure}: a cumulative limit needs the prior EQD2 at each of "
+                        "its rows"
+                    )
 
     @property
     def n_candidates(self) -> int:
         return int(self.A_target.shape[1])
+
+    @property
+    def physical_only(self) -> bool:
+        """Every hard limit is on the implant's physical dose."""
+        return all(lim.quantity == "physical" for lim in self.hard)
+
+    def limit_doses(self, lim: HardLimit, d: Any) -> Any:
+        """The per-row dose ``lim`` constrains, from implant doses ``d`` (Gy) at the rows of
+        its structure ((..., n_k)): ``d`` itself, its EQD2, or the prior's EQD2 plus its EQD2."""
+        if lim.quantity == "physical":
+            return d
+        e = self.implant_eqd2[lim.structure].eqd2(d)
+        return e + self.prior_eqd2[lim.structure] if lim.quantity == "eqd2_cumulative" else e
+
+    def with_organ_rows(self, rows: dict[str, Any], voxel_cc: float | None = None) -> PlanProblem:
+        """The same problem on a subset of its organ rows (structure -> row indices, or a
+        slice), each prior EQD2 cut alike; ``voxel_cc`` when a row stands for more volume."""
+        a_oar = dict(self.A_oar)
+        prior = dict(self.prior_eqd2)
+        for name, r in rows.items():
+            a_oar[name] = self.A_oar[name][r]
+            if name in prior:
+                prior[name] = prior[name][r]
+        return dataclasses.replace(
+            self,
+            A_oar=a_oar,
+            prior_eqd2=prior,
+            voxel_cc=self.voxel_cc if voxel_cc is None else voxel_cc,
+        )
 
 
 @dataclass

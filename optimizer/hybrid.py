@@ -136,8 +136,9 @@ def thinned(problem: PlanProblem, rows: int, margin: float) -> PlanProblem:
     organ_rows = sum(a.shape[0] for a in problem.A_oar.values())
     if organ_rows > rows:
         s = math.ceil(organ_rows / rows)
-        changes["A_oar"] = {k: a[::s] for k, a in problem.A_oar.items()}
-        changes["voxel_cc"] = problem.voxel_cc * s
+        problem = problem.with_organ_rows(
+            {k: slice(None, None, s) for k in problem.A_oar}, voxel_cc=problem.voxel_cc * s
+        )
     return dataclasses.replace(problem, **changes)
 
 

@@ -298,6 +298,8 @@ class MILPOptimizer(BaseOptimizer[MILPOptions]):
     linear-penalty surrogate of the module docstring (``formulation="penalty"``, the default)
     or the exact model of ``optimizer.exact`` (``formulation="exact"``, small problems)."""
 
+    models_eqd2 = False  # a linear model of physical dose: EQD2 limits are refused
+
     Options = MILPOptions
 
     def run(

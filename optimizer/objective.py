@@ -12,7 +12,6 @@ first reaches the asked volume); ``x`` may be a batch (k, m) of loadings (one ro
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -176,7 +175,7 @@ def terms_from_doses(
     excess = xp.zeros_like(shortfall)
     organ = xp.zeros_like(shortfall)
     for lim in problem.hard:
-        d = d_oar[lim.structure]
+        d = problem.limit_doses(lim, d_oar[lim.structure])
         if with_d90:
             value = limit_value(d, lim, problem.voxel_cc)
         else:
@@ -231,7 +230,7 @@ def decisive_rows(problem: PlanProblem) -> PlanProblem:
     Structures with a Dmean limit keep every row.
     """
     xp = array_module(problem.A_target)
-    kept = dict(problem.A_oar)
+    kept: dict[str, Any] = {}
     for name in {lim.structure for lim in problem.hard}:
         limits = [lim for lim in problem.hard if lim.structure == name]
         if any(lim.metric == "Dmean" for lim in limits):
@@ -239,9 +238,13 @@ def decisive_rows(problem: PlanProblem) -> PlanProblem:
         A = problem.A_oar[name]
         need = max(hottest_points(lim, A.shape[0], problem.voxel_cc) for lim in limits)
         full = A.sum(axis=1, dtype=xp.float64)
-        priced = min(problem.soft.lowest_priced_gy(lim.max_gy) for lim in limits)
-        rows = xp.flatnonzero(full > priced)
+        # the limited quantity rises with the implant dose in every row, so its largest
+        # possible value at a row is that of every candidate loaded
+        priced = xp.zeros(full.shape, dtype=bool)
+        for lim in limits:
+            priced |= problem.limit_doses(lim, full) > problem.soft.lowest_priced_gy(lim.max_gy)
+        rows = xp.flatnonzero(priced)
         if rows.size < need:
             rows = xp.sort(xp.argsort(-full)[:need])
-        kept[name] = A[rows]
-    return dataclasses.replace(problem, A_oar=kept)
+        kept[name] = rows
+    return problem.with_organ_rows(kept)

@@ -59,7 +59,11 @@ def coverage_and_organ_pct(problem: PlanProblem, x: np.ndarray) -> tuple[float, 
     coverage = 100.0 * float(t.d90_gy) / float(problem.prescription_gy)
     organ = [
         100.0
-        * float(limit_value(dose(problem.A_oar[h.structure], x), h, problem.voxel_cc))
+        * float(
+            limit_value(
+                problem.limit_doses(h, dose(problem.A_oar[h.structure], x)), h, problem.voxel_cc
+            )
+        )
         / h.max_gy
         for h in problem.hard
     ]
