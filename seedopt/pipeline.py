@@ -32,6 +32,7 @@ from .errors import SeedoptError
 from .optimizer import HardLimit, PlanProblem
 from .optimizer.base import CandidateGeometry
 from .plan_config import PlanSpec
+from .reirradiation import physical_prescription_gy, problem_eqd2, with_prior_dose
 from .sources import Source
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def load_case(spec: PlanSpec) -> tuple[Case, CaseImages | None]:
 
         d = spec.dicom
         images = load_images(d.rtstruct, d.ct, d.slice_thickness_mm)
-    return Case.from_spec(spec, images), images
+    return with_prior_dose(spec, Case.from_spec(spec, images), images), images
 
 
 def limited_outside(
@@ -199,11 +200,12 @@ def _build_problem(
     )  # stays on the backend's device, in its storage dtype
     bounds = np.cumsum([0] + [len(rows[n]) for n in names])
     blocks = {n: A[bounds[k] : bounds[k + 1]] for k, n in enumerate(names)}
+    implant, prior = problem_eqd2(spec, case, source, limits)
     problem = PlanProblem(
         A_target=blocks[case.target],
         A_oar={n: blocks[n] for n in names if n != case.target},
         voxel_cc=case.grid.voxel_cc,
-        prescription_gy=spec.prescription_gy,
+        prescription_gy=physical_prescription_gy(spec, case, source),
         hard=tuple(limits),
         seed_needle=candidates.seed_needle,
         n_needles=candidates.n_needles,
@@ -211,5 +213,7 @@ def _build_problem(
         max_seeds=spec.goals.max_seeds,
         max_needles=spec.goals.max_needles,
         geometry=_candidate_geometry(case, candidates),
+        implant_eqd2=implant,
+        prior_eqd2={n: backend.asarray(v) for n, v in prior.items()},
     )
     return problem, cached

@@ -30,7 +30,7 @@ from .case.config import (
     format_validation_error,
     read_yaml,
 )
-from .config_types import Count, PositiveReal, Seed
+from .config_types import Count, Fraction, PositiveReal, Seed
 from .errors import SeedoptError
 from .metrics import parse_requested_metric
 from .optimizer import (
@@ -42,6 +42,7 @@ from .optimizer import (
     optimizer_class,
     parse_options,
 )
+from .radiobiology import DEFAULT_ALPHA_BETA_GY, DEFAULT_REPAIR_HALF_TIME_H, Radiobiology
 from .sources import DEFAULT_HALF_LIFE_D, Source, get_model
 from .validation import first_error, nested_error
 
@@ -142,9 +143,71 @@ class DoseSpec(_Strict):
     )
 
 
+class PriorSpec(_Strict):
+    """The earlier course of a re-irradiation (docs/radiobiology.md)."""
+
+    dose: Path = Field(description="its DICOM RT Dose (physical dose), relative to the config")
+    fractions: Count = Field(description="its number of fractions")
+    recovery: Fraction = Field(
+        default=0.0,
+        description="fraction of the prior EQD2 regarded as recovered (0: none), below 1",
+    )
+
+    @field_validator("dose")
+    @classmethod
+    def _relative_to_config(cls, v: Path, info: ValidationInfo) -> Path:
+        base = (info.context or {}).get("base_dir")
+        return Path(base) / v if base is not None and not v.is_absolute() else v
+
+    @field_validator("recovery")
+    @classmethod
+    def _below_one(cls, v: float) -> float:
+        if v >= 1:
+            raise ValueError("recovery must be below 1 (1 would forget the prior course)")
+        return v
+
+
+def _with_default(table: dict[str, float], value: float) -> dict[str, float]:
+    return {"default": value, **table}
+
+
+class RadiobiologySpec(_Strict):
+    """Per-structure linear-quadratic parameters; ``default`` for the structures not named
+    (docs/radiobiology.md gives the defaults' sources)."""
+
+    alpha_beta_gy: dict[str, PositiveReal] = Field(
+        default_factory=lambda: {"default": DEFAULT_ALPHA_BETA_GY},
+        description="alpha/beta per structure, Gy",
+    )
+    repair_half_time_h: dict[str, PositiveReal] = Field(
+        default_factory=lambda: {"default": DEFAULT_REPAIR_HALF_TIME_H},
+        description="half-time of sublethal-damage repair per structure, hours",
+    )
+
+    @field_validator("alpha_beta_gy")
+    @classmethod
+    def _ab_default(cls, v: dict[str, float]) -> dict[str, float]:
+        return _with_default(v, DEFAULT_ALPHA_BETA_GY)
+
+    @field_validator("repair_half_time_h")
+    @classmethod
+    def _repair_default(cls, v: dict[str, float]) -> dict[str, float]:
+        return _with_default(v, DEFAULT_REPAIR_HALF_TIME_H)
+
+    def build(self) -> Radiobiology:
+        return Radiobiology(dict(self.alpha_beta_gy), dict(self.repair_half_time_h))
+
+
 class PlanSpec(CaseSpec):
     source: SourceSpec
     prescription_gy: PositiveReal
+    prescription_quantity: Literal["physical", "eqd2"] = Field(
+        default="physical",
+        description="prescription_gy is the target's physical D90, or the EQD2 of its D90 "
+        "(alpha/beta of the target)",
+    )
+    prior: PriorSpec | None = Field(default=None, description="the earlier course, if any")
+    radiobiology: RadiobiologySpec = RadiobiologySpec()
     approach: ApproachSpec
     goals: GoalsSpec = GoalsSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
@@ -196,6 +259,18 @@ class PlanSpec(CaseSpec):
                     f"goals.hard.{k}.structure: no structure named "
                     f"{lim.structure!r}{_closest(lim.structure, known)}"
                 )
+            if lim.quantity == "eqd2_cumulative" and self.prior is None:
+                raise ValueError(
+                    f"goals.hard.{k}.quantity: eqd2_cumulative needs the prior course "
+                    "(prior: {dose: FILE, fractions: N})"
+                )
+        for table in ("alpha_beta_gy", "repair_half_time_h"):
+            for name in getattr(self.radiobiology, table):
+                if name != "default" and name not in known:
+                    raise ValueError(
+                        f"radiobiology.{table}.{name}: no structure named "
+                        f"{name!r}{_closest(name, known)}"
+                    )
         return self
 
     def hard_limits(self, skin_name: str) -> list[HardLimit]:

@@ -27,6 +27,7 @@ metrics.json (values in Gy, cc, % or s; null where a value is not computable)::
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ from .errors import SeedoptError
 from .metrics import Structure, conformity_indices, requested_metric, requested_metric_key
 from .optimizer import HardLimit
 from .plan_config import PlanSpec
+from .reirradiation import limited_volume, outside_eqd2_bound_gy, physical_prescription_gy
 from .sources import Source
 
 if TYPE_CHECKING:
@@ -447,6 +449,58 @@ def limit_goal(
     return Goal(name, value, lim.max_gy, not_evaluated=reason)
 
 
+QUANTITY_NAMES = {"eqd2_implant": "implant EQD2", "eqd2_cumulative": "cumulative EQD2"}
+
+
+def eqd2_goal(
+    spec: PlanSpec,
+    case: Case,
+    source: Source,
+    lim: HardLimit,
+    dose_gy: np.ndarray,
+    per: dict[str, dict[str, float]],
+    beyond: Mapping[str, BeyondGrid],
+    notes: list[str],
+) -> Goal:
+    """The goal of an EQD2 limit, and its metric of the implant's EQD2, the prior's EQD2 and
+    their per-voxel sum (``<metric>_eqd2_{implant,prior,cumulative}_gy``) in ``per``."""
+    name = f"{lim.structure} {lim.metric} <= {lim.max_gy:g} Gy ({QUANTITY_NAMES[lim.quantity]})"
+    mask = case.masks[lim.structure]
+    key = f"{lim.metric}_gy"
+    implant = dataclasses.replace(lim, quantity="eqd2_implant")
+    volumes = {"implant": limited_volume(spec, case, source, implant, dose_gy)}
+    if spec.prior is not None:
+        volumes["cumulative"] = limited_volume(
+            spec, case, source, dataclasses.replace(lim, quantity="eqd2_cumulative"), dose_gy
+        )
+        volumes["prior"] = volumes["cumulative"] - volumes["implant"]
+    for part, volume in volumes.items():
+        metrics = structure_metrics(
+            case, {lim.structure: Structure.from_mask(volume, mask, case.grid.voxel_cc)}, 0.0
+        )
+        per[lim.structure][f"{lim.metric}_eqd2_{part}_gy"] = metrics[lim.structure][key]
+    value = per[lim.structure][f"{lim.metric}_eqd2_{lim.quantity.removeprefix('eqd2_')}_gy"]
+    part = beyond.get(lim.structure)
+    if part is not None:
+        bound = outside_eqd2_bound_gy(spec, source, lim, part.dose_outside_max_gy)
+        where = f"{lim.structure}: {_outside_text(part)}"
+        if bound > lim.max_gy * (1 + GOAL_RTOL):
+            return Goal(
+                name,
+                value,
+                lim.max_gy,
+                not_evaluated=f"{where}; beyond the grid its {QUANTITY_NAMES[lim.quantity]} "
+                f"may reach {bound:.1f} Gy (a bound) > {lim.max_gy:g} Gy: extend grid.min_mm / "
+                f"grid.max_mm over {lim.structure}",
+            )
+        notes.append(
+            f"{where}; beyond the grid its {QUANTITY_NAMES[lim.quantity]} is at most "
+            f"{bound:.1f} Gy (the implant's dose bound there, and the prior RT Dose's highest "
+            "dose, taken as 0 beyond its own grid), so the limit holds for the whole"
+        )
+    return Goal(name, value, lim.max_gy)
+
+
 def evaluate(
     spec: PlanSpec,
     case: Case,
@@ -463,7 +517,7 @@ def evaluate(
     at ``seeds_mm`` (along ``seed_axes``) on ``case`` (its DICOM ``images`` or None); no
     timings, notes only about the goals. ``outside``: every hard-limited structure's part
     beyond the grid (``beyond_grid.outside_parts``)."""
-    rx = spec.prescription_gy
+    rx = physical_prescription_gy(spec, case, source)
     structures = {
         name: Structure.from_mask(dose_gy, mask, case.grid.voxel_cc)
         for name, mask in case.masks.items()
@@ -474,7 +528,10 @@ def evaluate(
             per[name][requested_metric_key(metric)] = requested_metric(metric, structures[name], rx)
     idx = conformity_indices(structures[case.target], structures[case.body], rx)
     d90 = per[case.target]["D90_gy"]
-    goals = [Goal(f"{case.target} D90 >= prescription", d90, rx, at_least=True)]
+    rx_name = "prescription"
+    if spec.prescription_quantity == "eqd2":
+        rx_name += f" (EQD2 {spec.prescription_gy:g} Gy = {rx:.1f} Gy physical)"
+    goals = [Goal(f"{case.target} D90 >= {rx_name}", d90, rx, at_least=True)]
     limits = spec.hard_limits(case.skin)
     if missing := {lim.structure for lim in limits} - set(outside):
         raise ValueError(f"evaluate: outside_parts not given for {sorted(missing)}")
@@ -488,6 +545,9 @@ def evaluate(
             )
     notes: list[str] = []
     for lim in limits:
+        if lim.quantity != "physical":
+            goals.append(eqd2_goal(spec, case, source, lim, dose_gy, per, beyond, notes))
+            continue
         value = per[lim.structure][f"{lim.metric}_gy"]
         grown = functools.partial(
             evaluate_grown, spec, case, images, lim, seeds_mm, seed_axes, source

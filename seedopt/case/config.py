@@ -167,7 +167,17 @@ def load_case_spec(data: dict[str, Any] | str | Path, source: str | None = None)
         data = read_yaml(Path(data))
     source = source or "case config"
     fields = set(CaseSpec.model_fields)
-    plan_keys = {"source", "prescription_gy", "approach", "goals", "optimizer", "dose"}
+    plan_keys = {
+        "source",
+        "prescription_gy",
+        "prescription_quantity",
+        "prior",
+        "radiobiology",
+        "approach",
+        "goals",
+        "optimizer",
+        "dose",
+    }
     case_part = {k: v for k, v in data.items() if k in fields or k not in plan_keys}
     context = {"base_dir": Path(source).parent} if Path(source).exists() else None
     try:

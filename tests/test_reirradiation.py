@@ -1,0 +1,145 @@
+"""A re-irradiation plan from its config (issue 18): the built-in vertebral case after 30 Gy in
+10 fractions to the spine, with a cumulative-EQD2 cord limit that binds.
+
+The plan's cumulative cord metric is recomputed here from its seeds (an independent TG-43
+dose at the cord's voxels), the prior RT Dose read and resampled anew, and the EQD2 formulas
+written out; the config refuses what cannot be planned.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from independent_tg43 import IndependentTG43
+
+from seedopt.backend import cpu_backend
+from seedopt.errors import SeedoptError
+from seedopt.metrics import Structure
+from seedopt.plan_config import PlanSpec, load_plan_spec
+from seedopt.planning import plan_case
+from seedopt.reirradiation import limited_volume, phantom_frame_uid
+
+CASES = Path(str(resources.files("seedopt.configs").joinpath("cases")))
+CONFIG = CASES / "vertebral_reirradiation.yaml"
+CORD_LIMIT = 50.0
+
+
+def implant_dose_gy(points_mm, seeds_mm, axes, source) -> np.ndarray:
+    """Total dose (Gy) of the permanent implant at ``points_mm``: TG-43U1 2D dose rate from
+    the independent code times the mean life (T_half / ln 2)."""
+    ref = IndependentTG43(source.model.model_id)
+    mean_life_h = source.half_life_d * 24.0 / np.log(2.0)
+    out = np.zeros(len(points_mm))
+    for s, a in zip(seeds_mm, axes, strict=True):
+        v = (points_mm - s) / 10.0  # cm
+        r = np.linalg.norm(v, axis=1)
+        theta = np.degrees(np.arccos(np.clip(v @ a / r, -1.0, 1.0)))
+        out += [ref.rate_2d(ri, ti) for ri, ti in zip(r, theta, strict=True)]
+    return out * source.air_kerma_strength_u * mean_life_h / 100.0
+
+
+@pytest.fixture(scope="module")
+def planned():
+    spec = load_plan_spec(CONFIG)
+    return spec, plan_case(spec, cpu_backend(), cache_dir=None)
+
+
+def test_the_committed_prior_course_is_what_make_prior_writes() -> None:
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "make_prior.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "is current" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_cumulative_cord_metric_recomputed_from_the_seeds_and_the_prior(planned) -> None:
+    """Implant dose at the cord's voxels from the plan's seeds (independent TG-43 code), its
+    EQD2 by Dale's formula, the prior's EQD2 from the RT Dose resampled with SciPy: the
+    hottest 0.1 cc of the sum equals the reported value within 1 %."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    from seedopt.dicom.prior_dose import read_prior_dose
+
+    spec, plan = planned
+    case = plan.case
+    mask = case.masks["SpinalCord"] > 0
+    points = case.grid.points_mm(mask)
+    implant = implant_dose_gy(points, plan.seeds_mm, plan.seed_axes, plan.source)
+    lam = np.log(2) / (59.4 * 24)
+    mu = np.log(2) / 1.5
+    implant_eqd2 = implant * (1 + lam / (mu + lam) * implant / 2.0) / (1 + 2 / 2.0)
+    prior = read_prior_dose(spec.prior.dose, phantom_frame_uid(case.name))
+    grid = RegularGridInterpolator((prior.z_mm, prior.y_mm, prior.x_mm), prior.gy)
+    d = grid(points[:, ::-1])
+    prior_eqd2 = d * (d / 10 + 2.0) / (2 + 2.0)
+    k = int(np.ceil(0.1 / case.grid.voxel_cc - 1e-9))
+    expected = np.sort(implant_eqd2 + prior_eqd2)[-k]
+    reported = plan.metrics.structures["SpinalCord"]["D0.1cc_eqd2_cumulative_gy"]
+    assert reported == pytest.approx(expected, rel=0.01)
+    goal = next(g for g in plan.metrics.goals if g.name.startswith("SpinalCord"))
+    assert goal.name == "SpinalCord D0.1cc <= 50 Gy (cumulative EQD2)"
+    assert goal.met and goal.value == reported
+
+
+def test_the_plan_meets_the_cumulative_limit_that_the_physical_plan_breaks(planned) -> None:
+    spec, plan = planned
+    data = spec_with(goals={})  # the same case planned on physical dose: the default limits
+    for key in ("prior", "radiobiology"):
+        del data[key]
+    physical = PlanSpec.model_validate(data, context={"base_dir": CASES})
+    alone = plan_case(physical, cpu_backend(), cache_dir=None)
+    cumulative = spec.hard_limits("Skin")[0]  # the cord's, evaluated on the physical plan
+    assert (cumulative.quantity, cumulative.max_gy) == ("eqd2_cumulative", CORD_LIMIT)
+    vol = limited_volume(spec, plan.case, plan.source, cumulative, alone.dose_gy)
+    cord = Structure.from_mask(vol, plan.case.masks["SpinalCord"], plan.case.grid.voxel_cc)
+    assert cord.dose_at_volume_cc(0.1) > CORD_LIMIT  # the physical plan breaks it
+    assert plan.metrics.goals_met and alone.metrics.goals_met  # each meets its own goals
+
+
+def spec_with(**changes) -> dict:
+    data = yaml.safe_load(CONFIG.read_text())
+    data = copy.deepcopy(data)
+    data.update(changes)
+    return data
+
+
+def test_a_cumulative_limit_without_a_prior_course_is_refused_naming_the_key() -> None:
+    data = spec_with()
+    del data["prior"]
+    with pytest.raises(Exception, match=r"goals\.hard\.0\.quantity: eqd2_cumulative needs"):
+        PlanSpec.model_validate(data, context={"base_dir": CASES})
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"prior": {"dose": "x.dcm", "fractions": 10, "recovery": 1.0}}, r"recovery must be"),
+        ({"prior": {"dose": "x.dcm", "fractions": 0}}, r"prior\.fractions"),
+        ({"radiobiology": {"alpha_beta_gy": {"Cord": 2}}}, r"no structure named 'Cord'"),
+        ({"radiobiology": {"alpha_beta_gy": {"GTV": -1}}}, r"alpha_beta_gy\.GTV"),
+    ],
+)
+def test_bad_prior_and_radiobiology_settings_name_the_key(changes, match) -> None:
+    with pytest.raises(Exception, match=match):
+        PlanSpec.model_validate(spec_with(**changes), context={"base_dir": CASES})
+
+
+def test_a_prior_dose_on_another_frame_of_reference_is_refused(tmp_path) -> None:
+    import pydicom
+
+    ds = pydicom.dcmread(CASES / "vertebral_reirradiation_prior.dcm")
+    ds.FrameOfReferenceUID = "1.2.3"
+    ds.save_as(tmp_path / "other.dcm")
+    data = spec_with(prior={"dose": str(tmp_path / "other.dcm"), "fractions": 10})
+    spec = PlanSpec.model_validate(data, context={"base_dir": CASES})
+    with pytest.raises(SeedoptError, match=r"frame of reference 1\.2\.3, not the case's"):
+        plan_case(spec, cpu_backend(), cache_dir=None)
