@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell $(PYTHON) -c 'import hashlib,sys;print(hashlib.sha1(open("pyproject.toml","rb").read()).hexdigest()[:10])')
 
-.PHONY: demo test test-tools wheel-check bench bench-full bench-default bench-convergence bench-matrix device-wheels device-check lint clean
+.PHONY: demo test test-tools wheel-check bench bench-full bench-default bench-convergence bench-matrix bench-reirradiation device-wheels device-check lint clean
 
 $(STAMP):
 	$(PYTHON) -c 'import sys; sys.exit("seedopt needs Python >= 3.11") if sys.version_info < (3, 11) else None'
@@ -57,6 +57,10 @@ bench-convergence: $(STAMP)
 
 bench-matrix: $(STAMP)
 	$(BIN)/python benchmarks/bench_matrix.py
+
+# Issue 18: physical-dose plans against cumulative-EQD2 plans of re-irradiation cases (~1 min).
+bench-reirradiation: $(STAMP)
+	$(BIN)/python benchmarks/bench_reirradiation.py
 
 # Issue 17's prepared device check (docs/gpu.md): device-wheels packs seedopt and what the device
 # image lacks into .whl/ (run here, where PyPI answers); device-check runs every GPU stage, or

@@ -482,7 +482,7 @@ def eqd2_goal(
     value = per[lim.structure][f"{lim.metric}_eqd2_{lim.quantity.removeprefix('eqd2_')}_gy"]
     part = beyond.get(lim.structure)
     if part is not None:
-        bound = outside_eqd2_bound_gy(spec, source, lim, part.dose_outside_max_gy)
+        bound = outside_eqd2_bound_gy(spec, case, source, lim, part.dose_outside_max_gy)
         where = f"{lim.structure}: {_outside_text(part)}"
         if bound > lim.max_gy * (1 + GOAL_RTOL):
             return Goal(
@@ -496,7 +496,7 @@ def eqd2_goal(
         notes.append(
             f"{where}; beyond the grid its {QUANTITY_NAMES[lim.quantity]} is at most "
             f"{bound:.1f} Gy (the implant's dose bound there, and the prior RT Dose's highest "
-            "dose, taken as 0 beyond its own grid), so the limit holds for the whole"
+            "dose beyond the grid, taken as 0 beyond its own), so the limit holds for the whole"
         )
     return Goal(name, value, lim.max_gy)
 

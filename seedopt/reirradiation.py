@@ -111,17 +111,27 @@ def limited_volume(
 
 
 def outside_eqd2_bound_gy(
-    spec: PlanSpec, source: Source, lim: HardLimit, implant_bound_gy: float
+    spec: PlanSpec, case: Case, source: Source, lim: HardLimit, implant_bound_gy: float
 ) -> float:
     """A bound on ``lim``'s EQD2 beyond the case grid: the implant's EQD2 at its physical dose
-    bound there, plus (cumulative) the EQD2 of the prior RT Dose's highest dose, the prior
-    taken as 0 beyond its own grid (a planning system's dose grid holds all the dose)."""
+    bound there, plus (cumulative) the EQD2 of the prior RT Dose's highest dose beyond the
+    case grid, the prior taken as 0 beyond its own grid (a planning system's dose grid holds
+    all its dose)."""
     bound = implant_model(spec, lim.structure, source).eqd2(implant_bound_gy)
     if lim.quantity == "eqd2_cumulative":
         assert spec.prior is not None
         from .dicom.prior_dose import read_prior_dose
 
-        top = float(np.nanmax(read_prior_dose(spec.prior.dose, None).gy))
+        prior = read_prior_dose(spec.prior.dose, None)
+        g = case.grid
+        lo = np.asarray(g.origin_mm) - 0.5 * np.asarray(g.spacing_mm)
+        hi = lo + np.asarray(g.shape[::-1]) * np.asarray(g.spacing_mm)
+        z, y, x = np.meshgrid(prior.z_mm, prior.y_mm, prior.x_mm, indexing="ij")
+        inside = (
+            (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
+        )
+        beyond = prior.gy[~inside]
+        top = float(np.nanmax(beyond)) if beyond.size else 0.0
         ab = spec.radiobiology.build().alpha_beta(lim.structure)
         bound += float(eqd2_fractionated(top, spec.prior.fractions, ab)) * (
             1.0 - spec.prior.recovery

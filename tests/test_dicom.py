@@ -596,3 +596,74 @@ def test_exported_files_conform_although_the_input_does_not(tmp_path, uids) -> N
     assert _dciodvfy_errors(out / "rtplan.dcm") == []
     assert _dciodvfy_errors(_sixteen_bit_copy(out / "rtdose.dcm", tmp_path / "d16.dcm")) == []
     assert _dciodvfy_errors(_sixteen_bit_copy(out / "e" / "rtdose.dcm", tmp_path / "e16.dcm")) == []
+
+
+def prior_rtdose(path: Path, frame_uid: str) -> Path:
+    """An RT Dose of 30 Gy over a box wider than the phantom CT, on ``frame_uid``."""
+    from seedopt.case.grid import Grid
+    from seedopt.dicom.files import Study, save
+    from seedopt.dicom.rtdose import build_rtdose
+
+    grid = Grid.covering((-80.0, -80.0, -60.0), (80.0, 80.0, 60.0), 5.0)
+    study = Study("P", "P", "", "", generate_uid(), "1", "", "", "", "", frame_uid)
+    save(build_rtdose(np.full(grid.shape, 30.0), grid, study, None), path)
+    return path
+
+
+def test_init_case_writes_the_prior_course_of_a_reirradiation(tmp_path, phantom, uids) -> None:
+    from seedopt.pipeline import load_case
+    from seedopt.plan_config import load_plan_spec
+
+    ct, rs = phantom
+    prior = prior_rtdose(tmp_path / "prior.dcm", uids["frame_uid"])
+    cfg = tmp_path / "case.yaml"
+    r = seedopt(
+        "init-case",
+        "--ct",
+        str(ct),
+        "--rtstruct",
+        str(rs),
+        "--target",
+        "gtv",
+        "--rx",
+        "120",
+        "--out",
+        str(cfg),
+        "--prior-dose",
+        str(prior),
+        "--prior-fractions",
+        "10",
+        "--margin-mm",
+        "40",
+    )
+    assert r.returncode == 0, r.stderr
+    spec = load_plan_spec(cfg)
+    assert spec.prior is not None and spec.prior.fractions == 10 and spec.prior.recovery == 0
+    assert spec.prior.dose.resolve() == prior.resolve()
+    assert spec.radiobiology.alpha_beta_gy["Spinal Cord"] == 2
+    case, _ = load_case(spec)
+    inside = case.masks[case.target] > 0
+    np.testing.assert_allclose(case.prior_dose_gy[inside], 30.0, rtol=1e-6)
+
+
+def test_init_case_refuses_a_prior_course_it_cannot_sum(tmp_path, phantom) -> None:
+    ct, rs = phantom
+    other = prior_rtdose(tmp_path / "other.dcm", generate_uid())
+    base = [
+        "init-case",
+        "--ct",
+        str(ct),
+        "--rtstruct",
+        str(rs),
+        "--target",
+        "gtv",
+        "--rx",
+        "120",
+        "--out",
+        str(tmp_path / "c.yaml"),
+    ]
+    r = seedopt(*base, "--prior-dose", str(other), "--prior-fractions", "10")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "not the case's" in r.stderr and not (tmp_path / "c.yaml").exists()
+    r = seedopt(*base, "--prior-dose", str(other))
+    assert r.returncode == 2 and "--prior-dose and --prior-fractions go together" in r.stderr

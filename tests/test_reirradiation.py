@@ -143,3 +143,27 @@ def test_a_prior_dose_on_another_frame_of_reference_is_refused(tmp_path) -> None
     spec = PlanSpec.model_validate(data, context={"base_dir": CASES})
     with pytest.raises(SeedoptError, match=r"frame of reference 1\.2\.3, not the case's"):
         plan_case(spec, cpu_backend(), cache_dir=None)
+
+
+def test_the_reirradiation_benchmark_writes_its_table(tmp_path) -> None:
+    """The cohort benchmark on one small case: a generated prior course, both plans, both
+    cumulative metrics in the table."""
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(root / "benchmarks" / "bench_reirradiation.py"),
+            "--cases",
+            "head_neck_20",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    table = next(tmp_path.glob("*-reirradiation.md")).read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| head_neck_20 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["physical", "cumulative EQD2"]
+    assert all("(50)" in row and "(80)" in row for row in rows)

@@ -240,6 +240,12 @@ def plan_cmd(
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--spacing-mm", default=2.0, show_default=True, help="Dose grid spacing.")
 @click.option("--margin-mm", default=20.0, show_default=True, help="Grid beyond the target.")
+@click.option(
+    "--prior-dose",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="RT Dose of an earlier course (re-irradiation; docs/radiobiology.md).",
+)
+@click.option("--prior-fractions", type=int, help="Its number of fractions.")
 def init_case_cmd(
     ct: Path | None,
     rtstruct: Path,
@@ -248,6 +254,8 @@ def init_case_cmd(
     out: Path,
     spacing_mm: float,
     margin_mm: float,
+    prior_dose: Path | None,
+    prior_fractions: int | None,
 ) -> None:
     """Write a complete, commented plan config from a structure set (and CT)."""
     from ..atomic import atomic_path
@@ -261,7 +269,17 @@ def init_case_cmd(
         raise SeedoptError(
             f"--spacing-mm must be in [0.01, {MAX_MM:g}] mm and --margin-mm in [0, {MAX_MM:g}] mm"
         )
-    text, decisions = init_case(rtstruct, target, rx_gy, out, ct, spacing_mm, margin_mm)
+    text, decisions = init_case(
+        rtstruct,
+        target,
+        rx_gy,
+        out,
+        ct,
+        spacing_mm,
+        margin_mm,
+        prior_dose=prior_dose,
+        prior_fractions=prior_fractions,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text(text)

@@ -201,11 +201,19 @@ def init_case(
     spacing_mm: float = 2.0,
     margin_mm: float = 20.0,
     name: str | None = None,
+    prior_dose: Path | None = None,
+    prior_fractions: int | None = None,
 ) -> tuple[str, list[Decision]]:
     """The YAML text of a plan config for ``target`` (a ROI name, or ``#N`` for ROI number N)
     at ``prescription_gy`` and what was done with every structure of the structure set (see
     the module docstring). Without a body contour and a CT of more than one slice, the body is
-    the dose grid and skin metrics are unavailable (a note says so)."""
+    the dose grid and skin metrics are unavailable (a note says so). ``prior_dose`` (an RT
+    Dose of an earlier course on the structure set's frame of reference, checked here) and
+    ``prior_fractions`` write the config's ``prior`` and ``radiobiology`` sections."""
+    if (prior_dose is None) != (prior_fractions is None):
+        raise SeedoptError("--prior-dose and --prior-fractions go together: give both or neither")
+    if prior_fractions is not None and prior_fractions < 1:
+        raise SeedoptError(f"--prior-fractions must be a whole number >= 1, got {prior_fractions}")
     series = _usable_ct(ct)
     ct = ct if series is not None else None
     images: CaseImages = case_images(load_rtstruct(Path(rtstruct)), series)
@@ -406,6 +414,25 @@ approach:
   max_depth_mm: {MAX_DEPTH_MM:g}
 goals:
   hard:{hard}
+"""
+    if prior_dose is not None:
+        from .prior_dose import read_prior_dose
+
+        read_prior_dose(prior_dose, ss.frame_of_reference_uid)  # refuse what cannot be summed
+        ab = {"default": 3, _structure_key(ss, target_roi): 10}
+        if cord:
+            ab[cord] = 2
+        example = f"{{structure: {cord or 'SpinalCord'}, metric: D0.1cc, max_gy: 50, "
+        text += f"""# Re-irradiation (docs/radiobiology.md): the earlier course, summed with the
+# implant as EQD2 voxel by voxel for each limit with quantity: eqd2_cumulative, e.g.
+#   - {example}quantity: eqd2_cumulative}}
+prior:
+  dose: {json.dumps(_rel(prior_dose, base))}
+  fractions: {prior_fractions}
+  recovery: 0.0   # fraction of the prior EQD2 regarded as recovered
+radiobiology:   # alpha/beta (Gy) and repair half-time (h); default for the others
+  alpha_beta_gy: {{{", ".join(f"{k}: {v}" for k, v in ab.items())}}}
+  repair_half_time_h: {{default: 1.5}}
 """
     return text, decisions
 
