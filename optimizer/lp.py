@@ -145,8 +145,6 @@ def greedy_flips(
 class LPOptimizer(BaseOptimizer[LPOptions]):
     """LP relaxation of the ``milp`` model, rounded at 0.5 and repaired by greedy flips."""
 
-    models_eqd2 = False  # a linear model of physical dose: EQD2 limits are refused
-
     Options = LPOptions
 
     def run(

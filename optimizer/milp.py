@@ -42,8 +42,9 @@ from pydantic import Field
 from scipy import sparse
 
 from seedopt.config_types import Count, Flag, Fraction, PositiveReal
+from seedopt.errors import SeedoptError
 
-from .base import OptimizeResult, PlanProblem
+from .base import HardLimit, OptimizeResult, PlanProblem
 from .exact import build_exact_model
 from .highs import HighsModel, place_block, sampled_target, stack_groups
 from .objective import W_COVERAGE, W_HARD, hottest_points, objective
@@ -67,6 +68,11 @@ class _Limit:
     cost: float  # per Gy of CVaR excess (Dcc only)
     floor_gy: float  # the organ term's floor F
     organ_cost: float  # per Gy of the metric (CVaR for Dcc) above F; 0: no organ term
+    offset: np.ndarray  # (n_k,) the limited dose of each row is offset + A x (Gy)
+
+    def doses(self, x: np.ndarray) -> np.ndarray:
+        """The model's limited dose at each row for loading ``x`` (Gy)."""
+        return self.offset + self.A @ x
 
     def model_value(self, d: np.ndarray) -> float:
         """The metric as the model bounds it from the doses ``d`` at the rows (Gy): Dmax,
@@ -116,13 +122,35 @@ class PenaltyObjective:
             + self.c_hot * np.maximum(0.0, dt - 2.0 * rx).sum()
         )
         for lim in self.limits:
-            metric = lim.model_value(lim.A @ xf)
+            metric = lim.model_value(lim.doses(xf))
             tol = 1e-6 * max(1.0, abs(lim.limit_gy))
             if lim.metric in ("Dmax", "Dmean") and metric > lim.limit_gy + tol:
                 return math.inf
             value += lim.cost * max(0.0, metric - lim.limit_gy)  # cost 0: hard limits
             value += lim.organ_cost * max(0.0, metric - lim.floor_gy)
         return float(value)
+
+
+def linear_limit_rows(p: PlanProblem, hard: HardLimit) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (n_k, m) and offsets (n_k,) of a linear upper bound of the dose ``hard``
+    limits: the implant dose itself for a physical limit; for an EQD2 limit, each row's
+    secant of its EQD2 curve g over [0, the row's dose with every candidate loaded],
+    g(d) <= d g(d_max) / d_max, which lies above the convex curve there, plus the prior's
+    EQD2 for a cumulative limit. The model's limit is then never looser than the true one."""
+    A_k = to_host(p.A_oar[hard.structure]).astype(np.float64)
+    offset = np.zeros(A_k.shape[0])
+    if hard.quantity == "physical":
+        return A_k, offset
+    g = p.implant_eqd2[hard.structure]
+    d_max = A_k.sum(axis=1)
+    slope = np.where(
+        d_max > 0,
+        g.eqd2(d_max) / np.where(d_max > 0, d_max, 1.0),
+        1.0 / (1.0 + 2.0 / g.alpha_beta_gy),
+    )
+    if hard.quantity == "eqd2_cumulative":
+        offset = np.asarray(to_host(p.prior_eqd2[hard.structure]), dtype=np.float64)
+    return A_k * slope[:, None], offset
 
 
 def penalty_objective(
@@ -137,7 +165,7 @@ def penalty_objective(
     n = A_t.shape[0]
     limits: list[_Limit] = []
     for hard in p.hard:
-        A_k = to_host(p.A_oar[hard.structure]).astype(np.float64)
+        A_k, offset = linear_limit_rows(p, hard)
         q, cost = 1, 0.0
         if hard.metric not in ("Dmax", "Dmean"):
             q = hottest_points(hard, A_k.shape[0], p.voxel_cc)
@@ -145,7 +173,9 @@ def penalty_objective(
         label = f"{hard.metric}({hard.structure}) <= {hard.max_gy:g} Gy"
         L = float(hard.max_gy)
         organ_cost = s.organ_per_pct * 100.0 / L
-        limits.append(_Limit(label, hard.metric, A_k, L, q, cost, s.organ_floor_gy(L), organ_cost))
+        limits.append(
+            _Limit(label, hard.metric, A_k, L, q, cost, s.organ_floor_gy(L), organ_cost, offset)
+        )
     c_under = W_COVERAGE * 100.0 / (rx * n)
     c_hot = s.v200_per_pct * 100.0 / (n * HOT_SCALE * rx)
     return PenaltyObjective(p, rows, A_t, tuple(limits), require_d90, c_under, c_hot)
@@ -227,11 +257,14 @@ def build_model(
     for i, lim in enumerate(limits):
         if lim.metric in ("Dmax", "Dmean"):
             rows_k = lim.A if lim.metric == "Dmax" else lim.A.mean(axis=0)[None]
-            groups.append((place_block(rows_k, ox, n_vars), -np.inf, lim.limit_gy))
+            off = lim.offset if lim.metric == "Dmax" else lim.offset.mean(keepdims=True)
+            groups.append((place_block(rows_k, ox, n_vars), -np.inf, lim.limit_gy - off))
             if i in organ_at:
                 c[organ_at[i]] = lim.organ_cost
                 slack = place_block(np.ones((rows_k.shape[0], 1)), organ_at[i], n_vars)
-                groups.append((place_block(rows_k, ox, n_vars) - slack, -np.inf, lim.floor_gy))
+                groups.append(
+                    (place_block(rows_k, ox, n_vars) - slack, -np.inf, lim.floor_gy - off)
+                )
         else:
             ot = dcc_at[i]
             nk = lim.A.shape[0]
@@ -243,7 +276,7 @@ def build_model(
                 - place_block(np.ones((nk, 1)), ot, n_vars)
                 - place_block(sparse.eye_array(nk), os_, n_vars)
             )
-            groups.append((hot, -np.inf, 0.0))
+            groups.append((hot, -np.inf, -lim.offset))
             cvar = np.concatenate([[1.0], np.full(nk, 1.0 / lim.q), [-1.0]])[None]
             groups.append((place_block(cvar, ot, n_vars), -np.inf, lim.limit_gy))
             if i in organ_at:
@@ -298,8 +331,6 @@ class MILPOptimizer(BaseOptimizer[MILPOptions]):
     linear-penalty surrogate of the module docstring (``formulation="penalty"``, the default)
     or the exact model of ``optimizer.exact`` (``formulation="exact"``, small problems)."""
 
-    models_eqd2 = False  # a linear model of physical dose: EQD2 limits are refused
-
     Options = MILPOptions
 
     def run(
@@ -325,6 +356,11 @@ class MILPOptimizer(BaseOptimizer[MILPOptions]):
         start = time.perf_counter()
         formulation, time_limit_s = options.formulation, options.time_limit_s
         mip_rel_gap, node_limit = options.mip_rel_gap, options.node_limit
+        if formulation == "exact" and not problem.physical_only:
+            raise SeedoptError(
+                'milp\'s formulation "exact" models physical-dose limits only; an EQD2 limit '
+                'needs formulation "penalty" (a conservative linear bound) or hybrid'
+            )
         build = build_exact_model if formulation == "exact" else build_model
         model: HighsModel = build(
             problem, max_points=options.max_points, require_d90=options.require_d90

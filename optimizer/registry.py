@@ -90,18 +90,7 @@ class BaseOptimizer(ABC, Generic[OptionsT]):
         Raises ``SeedoptError`` instead of returning a plan that is not usable
         (``check_usable``)."""
         parsed = self.parse_options(options, **fields)
-        if not self.models_eqd2 and not problem.physical_only:
-            lim = next(lim for lim in problem.hard if lim.quantity != "physical")
-            raise SeedoptError(
-                f"{self.name} models limits on the implant's physical dose only, and "
-                f"{lim.structure} {lim.metric} is limited in {lim.quantity}: use hybrid or "
-                "anneal, which evaluate EQD2 per voxel exactly"
-            )
         return self.check_usable(problem, self.run(problem, rng, parsed), parsed)
-
-    models_eqd2: ClassVar[bool] = True
-    """Whether the method evaluates EQD2 limits (``HardLimit.quantity``); a linear model that
-    does not sets False and refuses such problems."""
 
     def check_usable(
         self, problem: PlanProblem, result: OptimizeResult, options: OptionsT

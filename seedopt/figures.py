@@ -83,22 +83,38 @@ SEEDS_SHOWN_WITHIN_MM = 5.0
 
 
 def dvh_figure(plan: Any, path: Path) -> None:
-    """Cumulative DVH of every structure, with the prescription marked."""
+    """Cumulative DVH of every structure (physical implant dose), with the prescription
+    marked; for each EQD2 limit, its structure's EQD2 curve (dashed, the same colour) and
+    the limit (a tick)."""
     from .metrics import Structure
+    from .plan_metrics import QUANTITY_NAMES
+    from .reirradiation import limited_volume
 
     plt = _pyplot()
-    case, rx = plan.case, plan.spec.prescription_gy
+    case, rx = plan.case, plan.metrics.prescription_gy
     fig, ax = plt.subplots(figsize=(8, 5))
     top = 3.0 * rx
+    colours, eqd2 = {}, False
     for name, mask in case.masks.items():
         if name == case.body:
             continue
         s = Structure.from_mask(plan.dose_gy, mask, case.grid.voxel_cc)
         levels, pct = s.dvh(bin_gy=top / 400, max_gy=top)
-        ax.plot(levels, pct, lw=2.5 if name == case.target else 1.2, label=name)
+        (line,) = ax.plot(levels, pct, lw=2.5 if name == case.target else 1.2, label=name)
+        colours[name] = line.get_color()
+    for lim in plan.spec.hard_limits(case.skin):
+        if lim.quantity == "physical":
+            continue
+        eqd2 = True
+        volume = limited_volume(plan.spec, case, plan.source, lim, plan.dose_gy)
+        s = Structure.from_mask(volume, case.masks[lim.structure], case.grid.voxel_cc)
+        levels, pct = s.dvh(bin_gy=top / 400, max_gy=top)
+        label = f"{lim.structure} {QUANTITY_NAMES[lim.quantity]}"
+        ax.plot(levels, pct, ls="--", lw=1.5, color=colours.get(lim.structure), label=label)
+        ax.plot([lim.max_gy], [0.5], marker="|", ms=14, color=colours.get(lim.structure))
     ax.axvline(rx, color="k", ls="--", lw=1, label=f"prescription {rx:g} Gy")
     ax.set(
-        xlabel="dose (Gy)",
+        xlabel="dose (Gy; EQD2 for the dashed curves)" if eqd2 else "dose (Gy)",
         ylabel="volume (%)",
         xlim=(0, top),
         ylim=(0, 101),

@@ -114,9 +114,25 @@ def test_an_implant_eqd2_limit_is_the_physical_limit_at_the_inverse_dose() -> No
 
 
 @pytest.mark.parametrize("method", ["lp", "milp"])
-def test_linear_methods_refuse_eqd2_limits_naming_the_methods_that_plan_them(method) -> None:
-    with pytest.raises(SeedoptError, match=r"limited in eqd2_cumulative: use hybrid or anneal"):
-        get_optimizer(method).solve(reirradiated(75.0), rng=0)
+def test_linear_methods_bound_the_eqd2_curve_from_above_and_keep_the_limit(method) -> None:
+    """lp and milp replace each row's EQD2 by its secant over [0, the row's dose with every
+    candidate loaded], which lies above the convex curve: a loading the model accepts keeps
+    the true cumulative limit."""
+    from seedopt.optimizer.milp import linear_limit_rows
+
+    p = reirradiated(75.0)
+    A, offset = linear_limit_rows(p, p.hard[0])
+    X = all_loadings(p.n_candidates).astype(np.float64)
+    d = p.A_oar["rectum"].astype(np.float64) @ X.T  # (rows, loadings)
+    true = p.prior_eqd2["rectum"][:, None] + CORD.eqd2(d)
+    assert np.all(offset[:, None] + A @ X.T >= true - 1e-9)
+    res = get_optimizer(method).solve(p, rng=0)
+    assert by_hand(p, res.x) <= 75.0
+
+
+def test_the_exact_milp_formulation_refuses_eqd2_limits() -> None:
+    with pytest.raises(SeedoptError, match=r'formulation "exact" models physical-dose limits'):
+        get_optimizer("milp").solve(reirradiated(75.0), rng=0, formulation="exact")
 
 
 def test_the_bound_stays_valid_and_says_what_it_left_out() -> None:

@@ -167,3 +167,52 @@ def test_the_reirradiation_benchmark_writes_its_table(tmp_path) -> None:
     rows = [line for line in table.splitlines() if line.startswith("| head_neck_20 |")]
     assert [row.split(" | ")[1] for row in rows] == ["physical", "cumulative EQD2"]
     assert all("(50)" in row and "(80)" in row for row in rows)
+
+
+def test_an_eqd2_prescription_aims_at_the_physical_d90_with_that_eqd2() -> None:
+    """120 Gy EQD2 to the GTV (alpha/beta 10) is the implant dose D with
+    D (1 + 1.05108e-3 D / 10) / 1.2 = 120, i.e. D + 1.05108e-4 D^2 = 144: D = 141.88 Gy."""
+    from seedopt.pipeline import prepare
+
+    data = spec_with(prescription_quantity="eqd2")
+    spec = PlanSpec.model_validate(data, context={"base_dir": CASES})
+    prepared = prepare(spec, cpu_backend())
+    assert prepared.problem.prescription_gy == pytest.approx(141.88, rel=1e-3)
+
+
+def test_a_prior_dose_that_leaves_part_of_the_cord_outside_is_refused_saying_how_much(
+    tmp_path,
+) -> None:
+    import pydicom
+
+    ds = pydicom.dcmread(CASES / "vertebral_reirradiation_prior.dcm")
+    frames = int(ds.NumberOfFrames)
+    keep = frames // 2  # the lower half of the frames: z up to about 0 mm
+    pixels = ds.pixel_array[:keep]
+    ds.PixelData = pixels.tobytes()
+    ds.NumberOfFrames = keep
+    ds.GridFrameOffsetVector = list(ds.GridFrameOffsetVector)[:keep]
+    ds.save_as(tmp_path / "half.dcm")
+    data = spec_with(prior={"dose": str(tmp_path / "half.dcm"), "fractions": 10})
+    spec = PlanSpec.model_validate(data, context={"base_dir": CASES})
+    with pytest.raises(
+        SeedoptError,
+        match=r"does not cover SpinalCord: \d+ of its \d+ voxels "
+        r"\(\d+\.\d %\) lie outside the RT Dose grid",
+    ) as err:
+        plan_case(spec, cpu_backend(), cache_dir=None)
+    assert "\n" not in str(err.value)
+
+
+def test_the_dvh_figure_draws_the_cumulative_curve_beside_the_physical_ones(
+    planned, tmp_path, monkeypatch
+) -> None:
+    from seedopt import figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, path, dpi: drawn.setdefault("fig", fig))
+    figures.dvh_figure(planned[1], tmp_path / "dvh.png")
+    ax = drawn["fig"].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "SpinalCord" in labels and "SpinalCord cumulative EQD2" in labels
+    assert "EQD2" in ax.get_xlabel()
