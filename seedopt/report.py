@@ -58,6 +58,15 @@ def format_report(m: PlanMetrics) -> str:
             f"{name:16} {s['volume_cc']:>7.1f} {_gy(s['Dmax_gy'])} "
             f"{_gy(s['D0.1cc_gy'])} {_gy(s['D2cc_gy'])} {_gy(s['Dmean_gy'])}"
         )
+    for name, s in m.structures.items():
+        for key in s:
+            if key.endswith("_eqd2_implant_gy"):
+                metric = key.removesuffix("_eqd2_implant_gy")
+                parts = [f"physical {s[metric + '_gy']:.1f}", f"implant {s[key]:.1f}"]
+                for part in ("prior", "cumulative"):
+                    if f"{metric}_eqd2_{part}_gy" in s:
+                        parts.append(f"{part} {s[f'{metric}_eqd2_{part}_gy']:.1f}")
+                lines.append(f"{name} {metric} EQD2 (Gy): {', '.join(parts)}")
     for name, b in m.beyond_grid.items():
         outside = "unbounded" if math.isinf(b.outside_cc) else f"{b.outside_cc:.1f} cc"
         lines.append(

@@ -88,6 +88,10 @@ def test_the_cumulative_cord_metric_recomputed_from_the_seeds_and_the_prior(plan
     goal = next(g for g in plan.metrics.goals if g.name.startswith("SpinalCord"))
     assert goal.name == "SpinalCord D0.1cc <= 50 Gy (cumulative EQD2)"
     assert goal.met and goal.value == reported
+    from seedopt.report import format_report
+
+    line = next(x for x in format_report(plan.metrics).splitlines() if "EQD2 (Gy)" in x)
+    assert line.startswith("SpinalCord D0.1cc EQD2 (Gy): physical ") and "prior 37.5" in line
 
 
 def test_the_plan_meets_the_cumulative_limit_that_the_physical_plan_breaks(planned) -> None:
