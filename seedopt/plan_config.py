@@ -42,7 +42,12 @@ from .optimizer import (
     optimizer_class,
     parse_options,
 )
-from .radiobiology import DEFAULT_ALPHA_BETA_GY, DEFAULT_REPAIR_HALF_TIME_H, Radiobiology
+from .radiobiology import (
+    DEFAULT_ALPHA_BETA_GY,
+    DEFAULT_REPAIR_HALF_TIME_H,
+    Radiobiology,
+    Repopulation,
+)
 from .sources import DEFAULT_HALF_LIFE_D, Source, get_model
 from .validation import first_error, nested_error
 
@@ -171,6 +176,13 @@ def _with_default(table: dict[str, float], value: float) -> dict[str, float]:
     return {"default": value, **table}
 
 
+class RepopulationSpec(_Strict):
+    """Tumour repopulation during the implant (``radiobiology.Repopulation``)."""
+
+    alpha_per_gy: PositiveReal = Field(description="the tumour's alpha, per Gy")
+    t_pot_days: PositiveReal = Field(description="its potential doubling time, days")
+
+
 class RadiobiologySpec(_Strict):
     """Per-structure linear-quadratic parameters; ``default`` for the structures not named
     (docs/radiobiology.md gives the defaults' sources)."""
@@ -184,6 +196,11 @@ class RadiobiologySpec(_Strict):
         description="half-time of sublethal-damage repair per structure, hours",
     )
 
+    repopulation: dict[str, RepopulationSpec] = Field(
+        default_factory=dict,
+        description="per tumour structure, its repopulation (none by default)",
+    )
+
     @field_validator("alpha_beta_gy")
     @classmethod
     def _ab_default(cls, v: dict[str, float]) -> dict[str, float]:
@@ -195,7 +212,11 @@ class RadiobiologySpec(_Strict):
         return _with_default(v, DEFAULT_REPAIR_HALF_TIME_H)
 
     def build(self) -> Radiobiology:
-        return Radiobiology(dict(self.alpha_beta_gy), dict(self.repair_half_time_h))
+        return Radiobiology(
+            dict(self.alpha_beta_gy),
+            dict(self.repair_half_time_h),
+            {k: Repopulation(v.alpha_per_gy, v.t_pot_days) for k, v in self.repopulation.items()},
+        )
 
 
 class PlanSpec(CaseSpec):
@@ -264,7 +285,7 @@ class PlanSpec(CaseSpec):
                     f"goals.hard.{k}.quantity: eqd2_cumulative needs the prior course "
                     "(prior: {dose: FILE, fractions: N})"
                 )
-        for table in ("alpha_beta_gy", "repair_half_time_h"):
+        for table in ("alpha_beta_gy", "repair_half_time_h", "repopulation"):
             for name in getattr(self.radiobiology, table):
                 if name != "default" and name not in known:
                     raise ValueError(

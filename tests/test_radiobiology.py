@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from seedopt.errors import SeedoptError
-from seedopt.radiobiology import ImplantEqd2, Radiobiology, eqd2_fractionated
+from seedopt.radiobiology import ImplantEqd2, Radiobiology, Repopulation, eqd2_fractionated
 
 
 @pytest.mark.parametrize(
@@ -80,3 +80,52 @@ def test_parameters_per_structure_fall_back_to_the_default() -> None:
 def test_impossible_parameters_are_refused(bad) -> None:
     with pytest.raises(SeedoptError):
         bad()
+
+
+# --- tumour repopulation ----------------------------------------------------------------------
+
+FAST = Repopulation(alpha_per_gy=0.3, t_pot_days=5.0)
+"""K = ln 2 / (0.3 /Gy x 120 h) = 0.019254 Gy/h."""
+
+
+def test_without_repopulation_the_protracted_integral_gives_dales_closed_form() -> None:
+    model = ImplantEqd2(3.0, 59.4)
+    assert model.bed_until(145.0, 1e9) == pytest.approx(float(model.bed(145.0)), rel=1e-9)
+
+
+def test_the_repopulating_bed_is_the_largest_bed_over_the_treatment_time() -> None:
+    """Against an independent computation: the BED integral by scipy's quad and its
+    maximum over T by a bounded scalar search."""
+    from scipy import integrate, optimize
+
+    model = ImplantEqd2(10.0, 59.4, 1.5, FAST)
+    lam, mu, k = model.decay_per_h, model.repair_per_h, FAST.rate_gy_per_h
+    r0 = 145.0 * lam
+
+    def inner(t: float) -> float:  # the dose still unrepaired at t, Gy
+        return integrate.quad(lambda s: r0 * np.exp(-lam * s - mu * (t - s)), 0, t)[0]
+
+    def bed(t_h: float) -> float:
+        quad = integrate.quad(lambda t: r0 * np.exp(-lam * t) * inner(t), 0, t_h, limit=200)[0]
+        return r0 * (1 - np.exp(-lam * t_h)) / lam + 2 * quad / 10.0 - k * t_h
+
+    best = optimize.minimize_scalar(lambda t: -bed(t), bounds=(500, 6000), method="bounded")
+    assert float(model.bed(145.0)) == pytest.approx(-best.fun, rel=1e-6)
+    assert model.effective_time_h(145.0) == pytest.approx(best.x, rel=1e-3)
+
+
+def test_the_effective_time_is_near_where_the_dose_rate_meets_repopulation() -> None:
+    """By hand: R0 = 145 x 4.8621e-4 = 0.070501 Gy/h, ln(R0 / K) / lambda = ln(3.6616) /
+    4.8621e-4 /h = 2669 h = 111.2 days; the quadratic term's extra killing makes it a little
+    later."""
+    model = ImplantEqd2(10.0, 59.4, 1.5, FAST)
+    t_eff_d = model.effective_time_h(145.0) / 24
+    assert 111.2 < t_eff_d < 111.2 * 1.01
+
+
+def test_an_implant_slower_than_repopulation_gives_no_bed_and_the_inverse_holds() -> None:
+    model = ImplantEqd2(10.0, 59.4, 1.5, FAST)
+    slow_gy = 0.9 * FAST.rate_gy_per_h / model.decay_per_h  # R0 just below K
+    assert model.effective_time_h(slow_gy) == 0.0 and float(model.bed(slow_gy)) == 0.0
+    assert model.dose_for_eqd2(float(model.eqd2(200.0))) == pytest.approx(200.0, rel=1e-9)
+    assert model.dose_for_eqd2(120.0) > ImplantEqd2(10.0, 59.4).dose_for_eqd2(120.0)

@@ -220,3 +220,18 @@ def test_the_dvh_figure_draws_the_cumulative_curve_beside_the_physical_ones(
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "SpinalCord" in labels and "SpinalCord cumulative EQD2" in labels
     assert "EQD2" in ax.get_xlabel()
+
+
+def test_tumour_repopulation_raises_the_physical_dose_an_eqd2_prescription_needs() -> None:
+    from seedopt.pipeline import prepare
+    from seedopt.radiobiology import ImplantEqd2, Repopulation
+
+    data = spec_with(prescription_quantity="eqd2")
+    data["radiobiology"]["repopulation"] = {"GTV": {"alpha_per_gy": 0.3, "t_pot_days": 20}}
+    spec = PlanSpec.model_validate(data, context={"base_dir": CASES})
+    rx = prepare(spec, cpu_backend()).problem.prescription_gy
+    expected = ImplantEqd2(10.0, 59.4, 1.5, Repopulation(0.3, 20.0)).dose_for_eqd2(120.0)
+    assert rx == pytest.approx(expected, rel=1e-9) and rx > 141.9  # more than without
+    bad = spec_with(radiobiology={"repopulation": {"GTV": {"alpha_per_gy": 0.3}}})
+    with pytest.raises(Exception, match=r"radiobiology\.repopulation\.GTV\.t_pot_days"):
+        PlanSpec.model_validate(bad, context={"base_dir": CASES})
