@@ -40,6 +40,7 @@ RESULT_FILES = (
     "slices.png",
     "rtplan.dcm",
     "rtdose.dcm",
+    "rtdose_eqd2.dcm",
 )
 """Every file a result set of ``plan`` or ``evaluate`` may hold."""
 
@@ -125,6 +126,6 @@ def write_outputs(plan: Plan, outputs: OutputSet) -> list[str]:
     if plan.spec.dicom is not None:
         from .dicom import write_dicom_outputs
 
-        with outputs.writing("rtplan.dcm and rtdose.dcm") as folder:
+        with outputs.writing("rtplan.dcm and rtdose.dcm (and rtdose_eqd2.dcm)") as folder:
             write_dicom_outputs(plan, folder)
     return outputs.names()

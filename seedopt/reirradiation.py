@@ -139,6 +139,30 @@ def outside_eqd2_bound_gy(
     return float(bound)
 
 
+def cumulative_eqd2_volume(
+    spec: PlanSpec, case: Case, source: Source, dose_gy: np.ndarray
+) -> np.ndarray | None:
+    """The cumulative EQD2 (Gy) at every voxel of the grid: the prior's and the implant's,
+    each voxel with the parameters of the last structure named in ``radiobiology`` that holds
+    it (the defaults elsewhere). None when there is no prior or it does not cover the grid."""
+    if spec.prior is None or case.prior_dose_gy is None or np.isnan(case.prior_dose_gy).any():
+        return None
+    bio = spec.radiobiology.build()
+    owner = np.full(case.grid.shape, "default", dtype=object)
+    for name in spec.radiobiology.alpha_beta_gy:
+        if name != "default" and name in case.masks:
+            owner[case.masks[name] > 0] = name
+    out = np.empty(case.grid.shape, dtype=np.float64)
+    for name in {str(v) for v in np.unique(owner)}:
+        at = owner == name
+        prior = eqd2_fractionated(
+            case.prior_dose_gy[at], spec.prior.fractions, bio.alpha_beta(name)
+        )
+        implant = bio.implant(name, source.half_life_d).eqd2(dose_gy[at])
+        out[at] = prior * (1.0 - spec.prior.recovery) + implant
+    return out
+
+
 def field_dose_gy(points_mm: np.ndarray, lo_mm, hi_mm, dose_gy: float, penumbra_mm: float):
     """An idealised external-beam dose (Gy) at ``points_mm`` ((n, 3) x, y, z): ``dose_gy``
     inside the box [lo, hi] (mm), falling off across each face as an error function of width

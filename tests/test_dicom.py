@@ -667,3 +667,69 @@ def test_init_case_refuses_a_prior_course_it_cannot_sum(tmp_path, phantom) -> No
     assert "not the case's" in r.stderr and not (tmp_path / "c.yaml").exists()
     r = seedopt(*base, "--prior-dose", str(other))
     assert r.returncode == 2 and "--prior-dose and --prior-fractions go together" in r.stderr
+
+
+def test_a_reirradiation_plan_exports_its_cumulative_eqd2_as_an_effective_rt_dose(
+    tmp_path, phantom, uids
+) -> None:
+    """The EQD2 RT Dose holds, at every voxel, the prior's EQD2 plus the implant's, computed
+    here from the exported physical RT Dose and the prior course by the formulas written out
+    (alpha/beta 3 Gy: no structure of this case is named in radiobiology but the target and
+    cord, which the check skips)."""
+    ct, rs = phantom
+    prior = prior_rtdose(tmp_path / "prior.dcm", uids["frame_uid"])
+    cfg = tmp_path / "case.yaml"
+    r = seedopt(
+        "init-case",
+        "--ct",
+        str(ct),
+        "--rtstruct",
+        str(rs),
+        "--target",
+        "gtv",
+        "--rx",
+        "120",
+        "--out",
+        str(cfg),
+        "--prior-dose",
+        str(prior),
+        "--prior-fractions",
+        "10",
+        "--margin-mm",
+        "40",
+    )
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "plan"
+    r = seedopt(
+        "plan",
+        str(cfg),
+        "--out",
+        str(out),
+        "--method",
+        "clinical",
+        "--no-cache",
+        "--backend",
+        "cpu",
+    )
+    assert r.returncode in (0, 3), r.stderr
+    eq = pydicom.dcmread(out / "rtdose_eqd2.dcm")
+    assert eq.DoseType == "EFFECTIVE" and "cumulative EQD2" in eq.DoseComment
+    assert eq.FrameOfReferenceUID == uids["frame_uid"]
+    physical, _ = read_rtdose(out / "rtdose.dcm")
+    eqd2, _ = read_rtdose(out / "rtdose_eqd2.dcm")
+    from seedopt.pipeline import load_case
+    from seedopt.plan_config import load_plan_spec
+
+    case, _ = load_case(load_plan_spec(cfg))
+    plain = np.ones(case.grid.shape, bool)
+    for name in ("GTV", "Spinal Cord"):
+        if name in case.masks:
+            plain &= case.masks[name] == 0
+    c = np.log(2) / (59.4 * 24) / (np.log(2) / 1.5 + np.log(2) / (59.4 * 24))
+    d = physical[plain]
+    expected = 30.0 * (3.0 + 3.0) / 5.0 + d * (1 + c * d / 3.0) / (1 + 2 / 3.0)
+    np.testing.assert_allclose(eqd2[plain], expected, rtol=1e-4, atol=float(eqd2.max()) / 2**30)
+    if shutil.which("dciodvfy"):
+        assert (
+            _dciodvfy_errors(_sixteen_bit_copy(out / "rtdose_eqd2.dcm", tmp_path / "q.dcm")) == []
+        )

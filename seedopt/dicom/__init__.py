@@ -50,4 +50,24 @@ def write_dicom_outputs(plan: Plan, out: Path) -> list[Path]:
     number = ss.roi(target.selector).number if isinstance(target, Contours) else None
     rtplan = write_rtplan(plan, ss, out / "rtplan.dcm", number)
     write_rtdose(plan.dose_gy, plan.case.grid, ss.study, rtplan, out / "rtdose.dcm")
-    return [out / "rtplan.dcm", out / "rtdose.dcm"]
+    written = [out / "rtplan.dcm", out / "rtdose.dcm"]
+    if plan.spec.prior is not None:
+        from ..notes import note
+        from ..reirradiation import cumulative_eqd2_volume
+        from .files import save
+        from .rtdose import build_rtdose
+
+        eqd2 = cumulative_eqd2_volume(plan.spec, plan.case, plan.source, plan.dose_gy)
+        if eqd2 is None:
+            note(
+                "rtdose_eqd2.dcm not written: the prior dose does not cover the whole dose "
+                "grid, so the cumulative EQD2 is not known at every voxel"
+            )
+        else:
+            comment = "cumulative EQD2 (prior + implant), Gy; docs/radiobiology"
+            save(
+                build_rtdose(eqd2, plan.case.grid, ss.study, rtplan, effective=comment),
+                out / "rtdose_eqd2.dcm",
+            )
+            written.append(out / "rtdose_eqd2.dcm")
+    return written

@@ -27,14 +27,23 @@ UINT32_MAX = 2**32 - 1
 
 
 def build_rtdose(
-    dose_gy: np.ndarray, grid: Grid, study: Study, rtplan: Dataset | None, bits: int = 32
+    dose_gy: np.ndarray,
+    grid: Grid,
+    study: Study,
+    rtplan: Dataset | None,
+    bits: int = 32,
+    *,
+    effective: str | None = None,
 ) -> Dataset:
     """An RT Dose of ``dose_gy`` (shape ``grid.shape``, Gy) as unsigned integers of ``bits``
     bits times DoseGridScaling, axial, referencing ``rtplan`` (DoseSummationType PLAN; without
-    a plan PLAN_OVERVIEW)."""
+    a plan PLAN_OVERVIEW). ``effective``: the dose is a biologically weighted one (DoseType
+    EFFECTIVE), described by this comment (at most 64 characters)."""
     if dose_gy.shape != grid.shape:
         raise ValueError(f"dose shape {dose_gy.shape} differs from the grid's {grid.shape}")
-    ds = new_dataset(RT_DOSE_STORAGE, "RTDOSE", study, "seedopt total dose")
+    ds = new_dataset(
+        RT_DOSE_STORAGE, "RTDOSE", study, "seedopt EQD2" if effective else "seedopt total dose"
+    )
     nz, ny, nx = grid.shape
     ds.InstanceNumber = 1
     ds.ImagePositionPatient = [round(float(v), 4) for v in grid.origin_mm]
@@ -51,11 +60,11 @@ def build_rtdose(
     ds.HighBit = bits - 1
     ds.PixelRepresentation = 0
     ds.DoseUnits = "GY"
-    ds.DoseType = "PHYSICAL"
+    ds.DoseType = "EFFECTIVE" if effective else "PHYSICAL"
     # PLAN requires the plan's reference; without one (post-implant dosimetry of seeds as
     # placed) the dose is an overview of the implant, not for treatment.
     ds.DoseSummationType = "PLAN" if rtplan is not None else "PLAN_OVERVIEW"
-    ds.DoseComment = "TG-43U1 total dose of the permanent implant"
+    ds.DoseComment = effective or "TG-43U1 total dose of the permanent implant"
     ds.GridFrameOffsetVector = [round(k * sz, 4) for k in range(nz)]
     top = float(np.max(dose_gy)) if dose_gy.size else 0.0
     levels = 2**bits - 1
