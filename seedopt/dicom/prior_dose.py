@@ -17,7 +17,8 @@ import numpy as np
 from scipy.interpolate import RegularGridInterpolator
 
 from ..errors import SeedoptError
-from .files import integer, number, numbers, read_dataset, require_modality
+from .files import numbers, read_dataset, require_modality
+from .rtdose import scaled_frames
 
 UNITS_GY = {"GY": 1.0, "CGY": 0.01}
 
@@ -87,15 +88,8 @@ def read_prior_dose(path: Path, frame_of_reference_uid: str | None) -> DoseVolum
             f"{path}: DoseType {kind or '(none)'}: the prior course's physical dose is needed "
             "(seedopt converts it to EQD2 itself)"
         )
-    if not np.allclose(numbers(ds, "ImageOrientationPatient", path, count=6), [1, 0, 0, 0, 1, 0]):
-        raise SeedoptError(f"{path}: the RT Dose grid is not axial (ImageOrientationPatient)")
-    rows, cols = integer(ds, "Rows", path), integer(ds, "Columns", path)
-    try:
-        pixels = ds.pixel_array
-    except Exception as exc:  # the pixel decoders raise many types
-        raise SeedoptError(f"{path}: PixelData cannot be decoded: {exc}") from None
-    gy = pixels.astype(np.float64).reshape(-1, rows, cols)
-    gy *= number(ds, "DoseGridScaling", path) * UNITS_GY[units]
+    gy = scaled_frames(ds, path) * UNITS_GY[units]
+    rows, cols = gy.shape[1:]
     x0, y0, z0 = numbers(ds, "ImagePositionPatient", path, count=3)
     row_mm, col_mm = numbers(ds, "PixelSpacing", path, count=2)
     if min(row_mm, col_mm) <= 0:

@@ -90,20 +90,25 @@ def write_rtdose(
     return ds
 
 
-def read_rtdose(path: Path) -> tuple[np.ndarray, Grid]:
-    """Dose (Gy, (z, y, x)) and grid of an axial RT Dose with a uniform frame offset."""
-    path = Path(path)
-    ds = read_dataset(path, "RT Dose")
-    require_modality(ds, path, "RTDOSE")
+def scaled_frames(ds: Dataset, path: Path) -> np.ndarray:
+    """The frames (frames, rows, columns) of an axial RT Dose times DoseGridScaling, in its
+    DoseUnits; a tilted grid or undecodable pixels are refused in one line."""
     if not np.allclose(numbers(ds, "ImageOrientationPatient", path, count=6), [1, 0, 0, 0, 1, 0]):
-        raise SeedoptError(f"{path}: the RT Dose is not axial")
+        raise SeedoptError(f"{path}: the RT Dose is not axial (ImageOrientationPatient)")
     rows, cols = integer(ds, "Rows", path), integer(ds, "Columns", path)
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # the pixel decoders raise many types
         raise SeedoptError(f"{path}: PixelData cannot be decoded: {exc}") from None
-    dose = pixels.astype(np.float64).reshape(-1, rows, cols)
-    dose *= number(ds, "DoseGridScaling", path)
+    return pixels.astype(np.float64).reshape(-1, rows, cols) * number(ds, "DoseGridScaling", path)
+
+
+def read_rtdose(path: Path) -> tuple[np.ndarray, Grid]:
+    """Dose (Gy, (z, y, x)) and grid of an axial RT Dose with a uniform frame offset."""
+    path = Path(path)
+    ds = read_dataset(path, "RT Dose")
+    require_modality(ds, path, "RTDOSE")
+    dose = scaled_frames(ds, path)
     offsets = numbers(ds, "GridFrameOffsetVector", path, count=len(dose))
     sz = float(np.diff(offsets).mean()) if len(offsets) > 1 else number(ds, "SliceThickness", path)
     x, y, z = numbers(ds, "ImagePositionPatient", path, count=3)
