@@ -4,6 +4,7 @@ through ``scipy.optimize.milp``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,10 @@ def sampled_target(problem: PlanProblem, max_points: int) -> tuple[np.ndarray, n
 
 
 def stack_groups(
-    groups: list[tuple[Any, float, float]],
+    groups: Sequence[tuple[Any, Any, Any]],
 ) -> tuple[sparse.csr_array, np.ndarray, np.ndarray]:
-    """Constraint rows and their lower and upper bounds from (rows, lower, upper) groups."""
+    """Constraint rows and their lower and upper bounds from (rows, lower, upper) groups; a
+    bound is one number for the group or one per row."""
     A = sparse.vstack([g[0] for g in groups], format="csr")
     lb = np.concatenate([np.full(g[0].shape[0], g[1]) for g in groups])
     ub = np.concatenate([np.full(g[0].shape[0], g[2]) for g in groups])

@@ -245,7 +245,7 @@ def build_model(
 
     eye_n = sparse.eye_array(n)
     link = sparse.csr_array((-np.ones(m), (np.arange(m), needle)), shape=(m, n_nd))
-    groups = [  # (rows over all variables, lower, upper)
+    groups: list[tuple[Any, Any, Any]] = [  # (rows over all variables, lower, upper)
         (
             place_block(sparse.eye_array(m), ox, n_vars) + place_block(link, oy, n_vars),
             -np.inf,

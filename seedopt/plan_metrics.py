@@ -474,11 +474,11 @@ def eqd2_goal(
             spec, case, source, dataclasses.replace(lim, quantity="eqd2_cumulative"), dose_gy
         )
         volumes["prior"] = volumes["cumulative"] - volumes["implant"]
-    for part, volume in volumes.items():
+    for kind, volume in volumes.items():
         metrics = structure_metrics(
             case, {lim.structure: Structure.from_mask(volume, mask, case.grid.voxel_cc)}, 0.0
         )
-        per[lim.structure][f"{lim.metric}_eqd2_{part}_gy"] = metrics[lim.structure][key]
+        per[lim.structure][f"{lim.metric}_eqd2_{kind}_gy"] = metrics[lim.structure][key]
     value = per[lim.structure][f"{lim.metric}_eqd2_{lim.quantity.removeprefix('eqd2_')}_gy"]
     part = beyond.get(lim.structure)
     if part is not None:
