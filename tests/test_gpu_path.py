@@ -121,6 +121,26 @@ def test_gpu_plans_are_as_good_as_cpu_plans(tmp_path: Path) -> None:
     assert gpu.goals_met and all(p.goals_met for p in cpu)
 
 
+@pytest.mark.gpu
+def test_a_cumulative_eqd2_plan_on_the_gpu_reaches_the_brute_force_optimum() -> None:
+    """Issue 18 on the device: the prior EQD2 rows and the matrices on the GPU, the
+    reference annealing step there (the fused kernels tally physical dose only)."""
+    from test_eqd2_planning import reirradiated
+
+    from seedopt.backend import select_backend
+
+    backend = select_backend("gpu")[0]
+    host = reirradiated(75.0)
+    _, best = brute_force(host)
+    problem = dataclasses.replace(
+        on_backend(host, backend),
+        prior_eqd2={k: backend.asarray(v) for k, v in host.prior_eqd2.items()},
+    )
+    for method in ("anneal", "hybrid"):
+        res = get_optimizer(method).solve(problem, rng=3)
+        assert res.fun == pytest.approx(best, rel=1e-6), method
+
+
 def test_half_storage_moves_d90_and_every_organ_metric_by_at_most_2_to_the_minus_10() -> None:
     """Every entry is positive and rounds by at most 2**-11 (twice: per U, then the
     strength), so every dose sum, and so every order statistic (D90, D0.1cc, D2cc, Dmax)
