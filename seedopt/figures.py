@@ -190,3 +190,39 @@ def slice_figure(plan: Any, path: Path) -> None:
         f"{case.name}: {len(seeds)} seeds, {len(plan.used_needles())} needles, Rx {rx:g} Gy"
     )
     _save(fig, path, dpi=100)
+
+
+def dvh_band_figure(robustness: Any, nominal_gy: Any, rx_gy: float, title: str, path: Path) -> None:
+    """The target's DVH under needle errors: the 5-95 % and 25-75 % bands of the scenarios'
+    curves, their median and the plan as planned, with the prescription marked."""
+    plt = _pyplot()
+    top = 3.0 * rx_gy
+    levels = np.linspace(0.0, top, 401)
+    doses = np.sort(np.asarray(robustness.target_doses), axis=1)
+    n_points = doses.shape[1]
+    curves = np.array(  # (n, levels): % of the target at or above each level
+        [100.0 * (1.0 - np.searchsorted(row, levels, side="left") / n_points) for row in doses]
+    )
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for lo, hi, alpha in ((5, 95, 0.2), (25, 75, 0.35)):
+        ax.fill_between(
+            levels,
+            np.percentile(curves, lo, axis=0),
+            np.percentile(curves, hi, axis=0),
+            color="C1",
+            alpha=alpha,
+            lw=0,
+            label=f"scenarios {lo}-{hi} %",
+        )
+    ax.plot(levels, np.median(curves, axis=0), color="C1", lw=1.5, label="scenarios, median")
+    planned_sorted = np.sort(np.asarray(nominal_gy))
+    planned = 100.0 * (1.0 - np.searchsorted(planned_sorted, levels, side="left") / n_points)
+    ax.plot(levels, planned, color="k", lw=1.5, label="as planned")
+    ax.axvline(rx_gy, color="k", ls="--", lw=1, label=f"prescription {rx_gy:g} Gy")
+    ax.set(
+        xlabel="dose (Gy)", ylabel="target volume (%)", xlim=(0, top), ylim=(0, 101), title=title
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path, dpi=110)

@@ -132,7 +132,7 @@ def prepare(
     )
 
 
-def _rows(case: Case, limits: list[HardLimit]) -> dict[str, np.ndarray]:
+def hard_limit_rows(case: Case, limits: list[HardLimit]) -> dict[str, np.ndarray]:
     """Dose points (mm) of the target and of every structure with a hard limit."""
     rows = {case.target: case.grid.points_mm(case.masks[case.target])}
     for lim in limits:
@@ -184,7 +184,7 @@ def _build_problem(
     """The optimizer's problem on the case's voxels; True when the matrix came from the cache
     (the last step of ``prepare``)."""
     limits = spec.hard_limits(case.skin)
-    rows = _rows(case, limits)
+    rows = hard_limit_rows(case, limits)
     names = list(rows)
     points = np.concatenate([rows[n] for n in names])
     storage = choose_storage(backend, len(points), candidates.n_seeds, spec.dose.storage)

@@ -14,7 +14,7 @@ from .. import __version__
 from ..errors import SeedoptError
 from ..notes import Note
 from ..output_set import os_reason
-from . import commands, studies
+from . import commands, robustness, studies
 from .options import EXIT_BAD_INPUT
 
 
@@ -32,6 +32,7 @@ for _command in (
     commands.plan_cmd,
     commands.init_case_cmd,
     commands.evaluate_cmd,
+    robustness.robustness_cmd,
     studies.batch_cmd,
     studies.escalate_cmd,
     studies.tune_cmd,
