@@ -134,9 +134,9 @@ class ImplantEqd2:
         """BED (Gy) of the dose delivered in the first ``t_h`` hours, less repopulation."""
         lam, mu, ab = self.decay_per_h, self.repair_per_h, self.alpha_beta_gy
         r0 = dose_gy * lam
-        quad = (1 - math.exp(-2 * lam * t_h)) / (2 * lam) - (
-            1 - math.exp(-(mu + lam) * t_h)
-        ) / (mu + lam)
+        quad = (1 - math.exp(-2 * lam * t_h)) / (2 * lam) - (1 - math.exp(-(mu + lam) * t_h)) / (
+            mu + lam
+        )
         bed = r0 * (1 - math.exp(-lam * t_h)) / lam + 2 * r0 * r0 * quad / ((mu - lam) * ab)
         k = self.repopulation.rate_gy_per_h if self.repopulation else 0.0
         return bed - k * t_h
@@ -197,10 +197,6 @@ class Radiobiology:
     alpha_beta_gy: dict[str, float]
     repair_half_time_h: dict[str, float]
     repopulation: dict[str, Repopulation] = field(default_factory=dict)
-
-    @classmethod
-    def defaults(cls) -> Radiobiology:
-        return cls({"default": DEFAULT_ALPHA_BETA_GY}, {"default": DEFAULT_REPAIR_HALF_TIME_H})
 
     def alpha_beta(self, structure: str) -> float:
         return float(self.alpha_beta_gy.get(structure, self.alpha_beta_gy["default"]))

@@ -42,8 +42,17 @@ def with_prior_dose(spec: PlanSpec, case: Case, images: CaseImages | None) -> Ca
 
     frame = images.study.frame_of_reference_uid if images is not None else None
     prior = read_prior_dose(spec.prior.dose, frame or phantom_frame_uid(case.name))
-    grid = case.grid
-    return dataclasses.replace(case, prior_dose_gy=prior.at(grid.points_mm()).reshape(grid.shape))
+    g = case.grid
+    lo = np.asarray(g.origin_mm) - 0.5 * np.asarray(g.spacing_mm)
+    hi = lo + np.asarray(g.shape[::-1]) * np.asarray(g.spacing_mm)
+    z, y, x = np.meshgrid(prior.z_mm, prior.y_mm, prior.x_mm, indexing="ij")
+    inside = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
+    beyond = prior.gy[~inside]
+    return dataclasses.replace(
+        case,
+        prior_dose_gy=prior.at(g.points_mm()).reshape(g.shape),
+        prior_beyond_max_gy=float(np.nanmax(beyond)) if beyond.size else 0.0,
+    )
 
 
 def prior_eqd2_at(spec: PlanSpec, case: Case, structure: str) -> np.ndarray:
@@ -119,20 +128,9 @@ def outside_eqd2_bound_gy(
     all its dose)."""
     bound = implant_model(spec, lim.structure, source).eqd2(implant_bound_gy)
     if lim.quantity == "eqd2_cumulative":
-        assert spec.prior is not None
-        from .dicom.prior_dose import read_prior_dose
-
-        prior = read_prior_dose(spec.prior.dose, None)
-        g = case.grid
-        lo = np.asarray(g.origin_mm) - 0.5 * np.asarray(g.spacing_mm)
-        hi = lo + np.asarray(g.shape[::-1]) * np.asarray(g.spacing_mm)
-        z, y, x = np.meshgrid(prior.z_mm, prior.y_mm, prior.x_mm, indexing="ij")
-        inside = (
-            (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]) & (z >= lo[2]) & (z <= hi[2])
-        )
-        beyond = prior.gy[~inside]
-        top = float(np.nanmax(beyond)) if beyond.size else 0.0
+        assert spec.prior is not None and case.prior_beyond_max_gy is not None
         ab = spec.radiobiology.build().alpha_beta(lim.structure)
+        top = case.prior_beyond_max_gy  # found when the prior was read (with_prior_dose)
         bound += float(eqd2_fractionated(top, spec.prior.fractions, ab)) * (
             1.0 - spec.prior.recovery
         )

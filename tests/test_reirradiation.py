@@ -235,3 +235,17 @@ def test_tumour_repopulation_raises_the_physical_dose_an_eqd2_prescription_needs
     bad = spec_with(radiobiology={"repopulation": {"GTV": {"alpha_per_gy": 0.3}}})
     with pytest.raises(Exception, match=r"radiobiology\.repopulation\.GTV\.t_pot_days"):
         PlanSpec.model_validate(bad, context={"base_dir": CASES})
+
+
+def test_a_saved_case_keeps_its_prior_course(tmp_path) -> None:
+    """The prior dose on the grid and its highest dose beyond the grid (the bound beyond-grid
+    goals use) survive the case file."""
+    from seedopt.case import Case
+    from seedopt.pipeline import load_case
+
+    case, _ = load_case(load_plan_spec(CONFIG))
+    assert case.prior_beyond_max_gy is not None and 0 < case.prior_beyond_max_gy <= 30.0
+    case.save_h5(tmp_path / "case.h5")
+    back = Case.load_h5(tmp_path / "case.h5")
+    assert back.prior_beyond_max_gy == case.prior_beyond_max_gy
+    np.testing.assert_allclose(back.prior_dose_gy, case.prior_dose_gy, rtol=1e-6)

@@ -37,6 +37,8 @@ class Case:
     oars: tuple[str, ...] = ()
     nogo: tuple[str, ...] = ()
     prior_dose_gy: np.ndarray | None = field(default=None, repr=False)
+    prior_beyond_max_gy: float | None = None
+    """The prior course's highest dose beyond the grid (Gy; 0 beyond its own RT Dose)."""
 
     def __post_init__(self) -> None:
         for role in ("target", "body", "skin"):
@@ -126,6 +128,8 @@ class Case:
                     data=self.prior_dose_gy.astype(np.float32),
                     compression="gzip",
                 )
+            if self.prior_beyond_max_gy is not None:
+                f.attrs["prior_beyond_max_gy"] = self.prior_beyond_max_gy
 
     @classmethod
     def load_h5(cls, path: Path) -> Case:
@@ -146,6 +150,7 @@ class Case:
                 grid = Grid((ox, oy, oz), (sx, sy, sz), shape)
                 roles = json.loads(f.attrs["roles"])
                 prior = np.asarray(f["prior_dose_gy"]) if "prior_dose_gy" in f else None
+                beyond = f.attrs.get("prior_beyond_max_gy")
                 name = str(f.attrs["name"])
         except OSError as exc:
             raise SeedoptError(f"cannot read case file {path}: {exc}") from None
@@ -160,4 +165,5 @@ class Case:
             tuple(roles["oars"]),
             tuple(roles["nogo"]),
             prior,
+            None if beyond is None else float(beyond),
         )
