@@ -9,6 +9,7 @@ directions no preference; the same seed gives the same scenarios.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,20 +181,13 @@ def test_the_robustness_command_writes_its_tables_and_figure(planned, tmp_path) 
     plan_dir = tmp_path / "plan"
     plan_dir.mkdir()
     (plan_dir / "plan.json").write_text(json.dumps(plan_document(plan)))
+
+    def robustness(out: Path):  # 30 scenarios of the 3D-printed-template model
+        args = ["--scenarios", "30", "--approach", "template-3d-printed", "--backend", "cpu"]
+        return seedopt("robustness", str(cfg), str(plan_dir), "--out", str(out), *args)
+
     out = tmp_path / "rob"
-    r = seedopt(
-        "robustness",
-        str(cfg),
-        str(plan_dir),
-        "--out",
-        str(out),
-        "--scenarios",
-        "30",
-        "--approach",
-        "template-3d-printed",
-        "--backend",
-        "cpu",
-    )
+    r = robustness(out)
     assert r.returncode == 0, r.stderr
     summary = json.loads((out / "robustness.json").read_text())
     rows = list(csv.DictReader((out / "robustness.csv").open()))
@@ -204,19 +198,7 @@ def test_the_robustness_command_writes_its_tables_and_figure(planned, tmp_path) 
         np.testing.assert_allclose(f["metrics/D90_gy"][:], [float(x["D90_gy"]) for x in rows])
     assert (out / "dvh_band.png").stat().st_size > 0
     assert "P(every goal)" in r.stdout
-    again = seedopt(
-        "robustness",
-        str(cfg),
-        str(plan_dir),
-        "--out",
-        str(tmp_path / "rob2"),
-        "--scenarios",
-        "30",
-        "--approach",
-        "template-3d-printed",
-        "--backend",
-        "cpu",
-    )
+    again = robustness(tmp_path / "rob2")
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "rob2" / "robustness.csv").read_text() == (
         out / "robustness.csv"
