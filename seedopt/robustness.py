@@ -79,6 +79,17 @@ def rotation_minus_identity(axis: np.ndarray, angle_rad: np.ndarray) -> np.ndarr
     return s * K + c * (K @ K)
 
 
+def _point(value: Any, where: str) -> np.ndarray:
+    """A point (x, y, z, mm) of plan.json, or one line saying which entry is not one."""
+    try:
+        p = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        p = np.empty(0)
+    if p.shape != (3,) or not np.all(np.isfinite(p)):
+        raise SeedoptError(f"plan.json: {where}: expected three finite numbers (mm), got {value!r}")
+    return p
+
+
 @dataclass(frozen=True)
 class Implant:
     """The plan's seeds and the needles they ride on (patient coordinates, mm).
@@ -98,17 +109,20 @@ class Implant:
 
     @classmethod
     def from_plan_document(cls, doc: dict[str, Any]) -> Implant:
-        """The implant of a plan.json document (its needles' entry, tip and seeds)."""
+        """The implant of a plan.json document (its needles' entry, tip and seeds); a
+        document of another shape is refused in one line naming the bad entry."""
         seeds, needle_of, tips, dirs = [], [], [], []
         for k, n in enumerate(doc["needles"]):
-            tip, entry = np.asarray(n["tip_mm"], float), np.asarray(n["entry_mm"], float)
-            d = tip - entry
+            if not isinstance(n, dict) or not isinstance(n.get("seeds_mm"), list):
+                raise SeedoptError(f"plan.json: needles.{k}: expected entry_mm, tip_mm, seeds_mm")
+            tip = _point(n.get("tip_mm"), f"needles.{k}.tip_mm")
+            d = tip - _point(n.get("entry_mm"), f"needles.{k}.entry_mm")
             if not np.linalg.norm(d) > 0:
                 raise SeedoptError(f"plan.json: needle {k} has its tip at its entry")
             tips.append(tip)
             dirs.append(d / np.linalg.norm(d))
-            for s in n["seeds_mm"]:
-                seeds.append(np.asarray(s, float))
+            for j, p in enumerate(n["seeds_mm"]):
+                seeds.append(_point(p, f"needles.{k}.seeds_mm.{j}"))
                 needle_of.append(k)
         if not seeds:
             raise SeedoptError("plan.json: the plan loads no seed")

@@ -156,6 +156,24 @@ def test_the_evaluation_reports_each_goals_probability_and_the_nominal_plan(plan
     assert zero.values["D90_gy"].tolist() == [zero.nominal["D90_gy"]] * 2
 
 
+@pytest.mark.parametrize(
+    ("needles", "match"),
+    [
+        ([{"tip_mm": [0, 0, 0]}], r"needles\.0: expected entry_mm, tip_mm, seeds_mm"),
+        ([{"tip_mm": [0, 0], "entry_mm": [0, 0, 9], "seeds_mm": []}], r"needles\.0\.tip_mm"),
+        (
+            [{"tip_mm": [0, 0, 0], "entry_mm": [0, 0, 9], "seeds_mm": [[0, 0, "a"]]}],
+            r"needles\.0\.seeds_mm\.0: expected three finite numbers",
+        ),
+        ([{"tip_mm": [0, 0, 0], "entry_mm": [0, 0, 0], "seeds_mm": []}], r"tip at its entry"),
+        ([{"tip_mm": [0, 0, 0], "entry_mm": [0, 0, 9], "seeds_mm": []}], r"loads no seed"),
+    ],
+)
+def test_a_plan_json_of_another_shape_is_refused_naming_the_entry(needles, match) -> None:
+    with pytest.raises(SeedoptError, match=match):
+        Implant.from_plan_document({"needles": needles})
+
+
 def test_impossible_error_models_are_refused() -> None:
     with pytest.raises(SeedoptError, match="tip_sd_mm must be a finite number >= 0"):
         ErrorModel(1.0, -1.0, 0.0, 0.0, 0.0)
@@ -206,6 +224,12 @@ def test_the_robustness_command_writes_its_tables_and_figure(planned, tmp_path) 
     one_line_error(
         seedopt("robustness", str(cfg), str(tmp_path), "--out", str(tmp_path / "x")),
         r"plan\.json: cannot read the plan",
+    )
+    one_line_error(
+        seedopt(
+            "robustness", str(cfg), str(plan_dir), "--out", str(tmp_path / "z"), "--seed", "-1"
+        ),
+        r"a seed is a whole number",
     )
     one_line_error(
         seedopt(

@@ -11,7 +11,7 @@ import click
 import numpy as np
 
 from ..errors import SeedoptError
-from .options import backend_option, echo_backend
+from .options import SEED, backend_option, echo_backend
 
 OUTPUTS = ("robustness.json", "robustness.csv", "robustness.h5", "dvh_band.png")
 
@@ -29,7 +29,9 @@ OUTPUTS = ("robustness.json", "robustness.csv", "robustness.h5", "dvh_band.png")
 @click.option("--angle-deg", nargs=2, type=float, help="Needle angle: mean and SD, degrees.")
 @click.option("--spacing-mm", type=float, help="Each seed's error along its needle: SD, mm.")
 @click.option("--scenarios", default=1000, show_default=True, help="Sampled placements.")
-@click.option("--seed", default=0, show_default=True, help="Random seed of the scenarios.")
+@click.option(
+    "--seed", type=SEED, default=0, show_default=True, help="Random seed of the scenarios."
+)
 @backend_option
 def robustness_cmd(
     config: Path,
