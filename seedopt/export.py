@@ -6,6 +6,7 @@ plan.json schema (positions in patient coordinates, mm)::
 
     {"schema": "seedopt-plan-1",
      "case": str, "method": str,
+     "config": {"path": str, "sha256": str},   # the config planned from (absent if unknown)
      "source": {"model": str, "air_kerma_strength_u": float, "apparent_activity_mci": float,
                 "half_life_d": float},
      "needles": [{"entry_mm": [x, y, z], "tip_mm": [x, y, z],
@@ -29,6 +30,7 @@ import numpy as np
 
 from .atomic import atomic_h5, atomic_path
 from .output_set import OutputSet
+from .plan_dir import config_record
 from .planning import Plan
 
 PLAN_SCHEMA = "seedopt-plan-1"
@@ -66,8 +68,9 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(_clean(data), indent=2) + "\n")
 
 
-def plan_document(plan: Plan) -> dict[str, Any]:
-    """The plan.json content."""
+def plan_document(plan: Plan, config: Path | None = None) -> dict[str, Any]:
+    """The plan.json content; ``config``, the file the plan's spec was read from, is recorded
+    by path and SHA-256 (``seedopt.plan_dir``)."""
     src = plan.source
     loaded = plan.loaded
     needles = []
@@ -82,10 +85,14 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                 "seeds_mm": np.round(plan.candidates.seeds_mm[on], 3).tolist(),
             }
         )
-    return {
+    doc: dict[str, Any] = {
         "schema": PLAN_SCHEMA,
         "case": plan.case.name,
         "method": plan.result.method,
+    }
+    if config is not None:
+        doc["config"] = config_record(config)
+    return doc | {
         "source": {
             "model": src.model.model_id,
             "air_kerma_strength_u": src.air_kerma_strength_u,
@@ -108,13 +115,14 @@ def write_dose_h5(path: Path, plan: Plan) -> None:
         f.attrs["spacing_mm"] = plan.case.grid.spacing_mm
 
 
-def write_outputs(plan: Plan, outputs: OutputSet) -> list[str]:
-    """plan.json, metrics.json, dose.h5, dvh.png and slices.png (and the DICOM files) into
-    ``outputs``, which publishes them together when its ``with`` block ends."""
+def write_outputs(plan: Plan, outputs: OutputSet, config: Path | None = None) -> list[str]:
+    """plan.json (recording ``config``), metrics.json, dose.h5, dvh.png and slices.png (and the
+    DICOM files) into ``outputs``, which publishes them together when its ``with`` block
+    ends."""
     from .figures import dvh_figure, slice_figure
 
     writers = {
-        "plan.json": lambda path: write_json(path, plan_document(plan)),
+        "plan.json": lambda path: write_json(path, plan_document(plan, config)),
         "metrics.json": lambda path: write_json(path, plan.metrics.to_json()),
         "dose.h5": lambda path: write_dose_h5(path, plan),
         "dvh.png": lambda path: dvh_figure(plan, path),

@@ -182,7 +182,7 @@ def test_impossible_error_models_are_refused() -> None:
 
 
 def test_the_robustness_command_writes_its_tables_and_figure(planned, tmp_path) -> None:
-    """seedopt robustness CONFIG PLAN_DIR --out DIR on the small case: a summary JSON whose
+    """seedopt robustness PLAN_DIR --out DIR on the small case (the config plan.json records): a summary JSON whose
     probabilities are those of the CSV's rows, an HDF5 of the same values, the DVH band."""
     import csv
     import json
@@ -198,11 +198,11 @@ def test_the_robustness_command_writes_its_tables_and_figure(planned, tmp_path) 
     cfg.write_text(yaml.safe_dump(copy.deepcopy(SMALL)))
     plan_dir = tmp_path / "plan"
     plan_dir.mkdir()
-    (plan_dir / "plan.json").write_text(json.dumps(plan_document(plan)))
+    (plan_dir / "plan.json").write_text(json.dumps(plan_document(plan, cfg)))
 
     def robustness(out: Path):  # 30 scenarios of the 3D-printed-template model
         args = ["--scenarios", "30", "--approach", "template-3d-printed", "--backend", "cpu"]
-        return seedopt("robustness", str(cfg), str(plan_dir), "--out", str(out), *args)
+        return seedopt("robustness", str(plan_dir), "--out", str(out), *args)
 
     out = tmp_path / "rob"
     r = robustness(out)
@@ -222,19 +222,18 @@ def test_the_robustness_command_writes_its_tables_and_figure(planned, tmp_path) 
         out / "robustness.csv"
     ).read_text()
     one_line_error(
-        seedopt("robustness", str(cfg), str(tmp_path), "--out", str(tmp_path / "x")),
+        seedopt("robustness", str(tmp_path), "--out", str(tmp_path / "x")),
         r"plan\.json: cannot read the plan",
     )
     one_line_error(
         seedopt(
-            "robustness", str(cfg), str(plan_dir), "--out", str(tmp_path / "z"), "--seed", "-1"
+            "robustness", str(plan_dir), "--out", str(tmp_path / "z"), "--seed", "-1"
         ),
         r"a seed is a whole number",
     )
     one_line_error(
         seedopt(
             "robustness",
-            str(cfg),
             str(plan_dir),
             "--out",
             str(tmp_path / "y"),

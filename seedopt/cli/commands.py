@@ -217,7 +217,7 @@ def plan_cmd(
         plan = plan_case(spec, b, method=method, seed=seed, cache_dir=cache_dir, progress=True)
         for note in plan.metrics.notes:
             click.echo(f"seedopt: note: {note}", err=True)
-        written = write_outputs(plan, outputs)
+        written = write_outputs(plan, outputs, config)
     click.echo(format_report(plan.metrics))
     click.echo(f"wrote {', '.join(written)} in {out}/", err=True)
     if not plan.goals_met:

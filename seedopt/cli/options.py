@@ -68,3 +68,8 @@ formalism_option = click.option(
     metavar="[2d|1d]",
     help="TG-43U1 2D line source (F(r,theta)) or 1D (phi_an(r)).",
 )
+config_option = click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The case's config (default: the one plan.json records, if unchanged since).",
+)

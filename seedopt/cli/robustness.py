@@ -11,15 +11,15 @@ import click
 import numpy as np
 
 from ..errors import SeedoptError
-from .options import SEED, backend_option, echo_backend
+from .options import SEED, backend_option, config_option, echo_backend
 
 OUTPUTS = ("robustness.json", "robustness.csv", "robustness.h5", "dvh_band.png")
 
 
 @click.command("robustness")
-@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("plan_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@config_option
 @click.option(
     "--approach",
     type=click.Choice(["template-3d-printed", "coplanar-template", "freehand"]),
@@ -34,9 +34,9 @@ OUTPUTS = ("robustness.json", "robustness.csv", "robustness.h5", "dvh_band.png")
 )
 @backend_option
 def robustness_cmd(
-    config: Path,
     plan_dir: Path,
     out: Path,
+    config: Path | None,
     approach: str | None,
     tip_mm: tuple[float, float] | None,
     angle_deg: tuple[float, float] | None,
@@ -45,7 +45,7 @@ def robustness_cmd(
     seed: int,
     backend: str,
 ) -> None:
-    """The plan in PLAN_DIR (its plan.json) under needle errors, on CONFIG's case: the
+    """The plan in PLAN_DIR (its plan.json) under needle errors, on its case: the
     distribution of D90, V100, V150 and every hard-limited metric, the probability that each
     goal holds, a DVH band. The files in --out are replaced together."""
     import dataclasses
@@ -53,14 +53,14 @@ def robustness_cmd(
     from ..figures import dvh_band_figure
     from ..output_set import OutputSet
     from ..pipeline import load_case
-    from ..plan_config import load_plan_spec
+    from ..plan_dir import PlanDir
     from ..robustness import APPROACH_MODEL, ERROR_MODELS, Implant, evaluate_robustness
 
     if not 1 <= scenarios <= 1_000_000:
         raise SeedoptError(f"--scenarios must be in [1, 1000000], got {scenarios}")
-    spec = load_plan_spec(config)
-    doc = _plan_json(plan_dir / "plan.json")
-    implant = Implant.from_plan_document(doc)
+    planned = PlanDir.load(plan_dir, config)
+    spec = planned.spec
+    implant = Implant.from_plan_document(planned.document)
     name = approach or APPROACH_MODEL[spec.approach.kind]
     model = ERROR_MODELS[name]
     changes = {}
@@ -104,16 +104,6 @@ def robustness_cmd(
             )
     click.echo(format_summary(summary))
     click.echo(f"wrote {', '.join(OUTPUTS)} in {out}/", err=True)
-
-
-def _plan_json(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise SeedoptError(f"{path}: cannot read the plan ({exc})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("needles"), list):
-        raise SeedoptError(f"{path}: not a seedopt plan.json (no needles list)")
-    return doc
 
 
 def _csv(rows: list[dict]) -> str:
