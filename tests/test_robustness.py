@@ -182,8 +182,9 @@ def test_impossible_error_models_are_refused() -> None:
 
 
 def test_the_robustness_command_writes_its_tables_and_figure(planned, tmp_path) -> None:
-    """seedopt robustness PLAN_DIR --out DIR on the small case (the config plan.json records): a summary JSON whose
-    probabilities are those of the CSV's rows, an HDF5 of the same values, the DVH band."""
+    """seedopt robustness PLAN_DIR --out DIR on the small case (the config plan.json records):
+    a summary JSON whose probabilities are those of the CSV's rows, an HDF5 of the same
+    values, the DVH band."""
     import csv
     import json
 
@@ -226,9 +227,7 @@ def test_the_robustness_command_writes_its_tables_and_figure(planned, tmp_path) 
         r"plan\.json: cannot read the plan",
     )
     one_line_error(
-        seedopt(
-            "robustness", str(plan_dir), "--out", str(tmp_path / "z"), "--seed", "-1"
-        ),
+        seedopt("robustness", str(plan_dir), "--out", str(tmp_path / "z"), "--seed", "-1"),
         r"a seed is a whole number",
     )
     one_line_error(

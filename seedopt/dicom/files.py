@@ -30,6 +30,8 @@ CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
 PREAMBLE_BYTES = 128
+
+
 def has_preamble(path: Path) -> bool:
     """Whether ``path`` starts like a DICOM Part 10 file (128 bytes, then "DICM")."""
     try:
