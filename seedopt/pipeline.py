@@ -117,7 +117,7 @@ def prepare(
     candidates = build_candidates(case, spec.approach)
     times["candidates"] = time.perf_counter() - t
     t = time.perf_counter()
-    problem, cached = _build_problem(spec, case, candidates, source, backend, cache_dir)
+    problem, cached = build_problem(spec, case, candidates, source, backend, cache_dir)
     backend.synchronize()
     times["dose_matrix"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -173,7 +173,7 @@ def _candidate_geometry(case: Case, candidates: Candidates) -> CandidateGeometry
     )
 
 
-def _build_problem(
+def build_problem(
     spec: PlanSpec,
     case: Case,
     candidates: Candidates,
