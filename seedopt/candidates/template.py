@@ -126,6 +126,21 @@ def nogo_distance(case: Case) -> MaskDistance | None:
     return MaskDistance(union, case.grid)
 
 
+def hole_centres(
+    centre_mm: np.ndarray, spec: TemplateSpec
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The holes of the template centred on the projection of ``centre_mm`` (the target's
+    centroid): (m, 3) centres on the template plane (mm), and each hole's column and row."""
+    d = np.asarray(spec.direction, float)
+    p0 = np.asarray(spec.plane_point_mm, float)
+    n = int(np.floor(spec.size_mm / spec.hole_pitch_mm + 1e-9)) + 1
+    offsets = (np.arange(n) - (n - 1) / 2.0) * spec.hole_pitch_mm
+    u, v = plane_basis(d)
+    cols, rows = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    hub = centre_mm - ((centre_mm - p0) @ d) * d
+    return hub + offsets[cols, None] * u + offsets[rows, None] * v, cols, rows
+
+
 def template_candidates(case: Case, spec: TemplateSpec) -> Candidates:
     """Needles through the holes of a coplanar template, and candidate seeds along them.
 
@@ -157,12 +172,7 @@ def template_candidates(case: Case, spec: TemplateSpec) -> Candidates:
             "approach.direction: the target lies behind the template plane; direction must "
             "point from plane_point_mm into the patient"
         )
-    n = int(np.floor(spec.size_mm / spec.hole_pitch_mm + 1e-9)) + 1
-    offsets = (np.arange(n) - (n - 1) / 2.0) * spec.hole_pitch_mm
-    u, v = plane_basis(d)
-    cols, rows = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
-    hub = centre - ((centre - p0) @ d) * d
-    origins = hub + offsets[cols, None] * u + offsets[rows, None] * v
+    origins, cols, rows = hole_centres(centre, spec)
     traces = trace_lines(case, origins, d, spec, target, nogo_distance(case))
     ok = np.flatnonzero(traces.status == OK)
     if not len(ok):
