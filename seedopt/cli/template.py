@@ -84,7 +84,8 @@ def _printed_template(planned, case, options: TemplateOptions, out: Path, render
             "plan": str(planned.folder),
             "case": case.name,
             "units": "mm, patient coordinates (those of plan.json)",
-            "options": options.model_dump() | {"channel_diameter_mm": 2 * options.channel_radius_mm},
+            "options": options.model_dump()
+            | {"channel_diameter_mm": 2 * options.channel_radius_mm},
             "plate_normal": built.frame.n.tolist(),
             "fiducial_holes_mm": np.round(built.fiducials_mm, 3).tolist(),
             "checks": checks,

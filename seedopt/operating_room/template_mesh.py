@@ -15,7 +15,7 @@ into the patient):
    ``sleeve_mm`` above the top, along the needle) united with the plate, and a bore (a
    cylinder of the channel's diameter on the needle's line, through plate and sleeve)
    subtracted; three registration holes along ``n`` are subtracted too. The booleans are
-   manifold3d's (through trimesh), exact on the cylinders' 64-gons.
+   manifold3d's, exact on the cylinders' 64-gons.
 
 Every step that cannot give a channel or a hole refuses in one line (``SeedoptError``).
 """
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import trimesh
+from manifold3d import Manifold, Mesh, OpType
 from scipy import ndimage
 from skimage.measure import marching_cubes
 from skimage.morphology import convex_hull_image
@@ -41,6 +42,8 @@ SECTIONS = 64
 """Sides of the polygon a cylinder is made of (the inscribed radius is 0.1 % short)."""
 MAX_VOXELS = 40_000_000
 """Largest construction grid; beyond it the window is too wide for ``resolution_mm``."""
+SIMPLIFY_MM = 1e-3
+"""Edges shorter than this are collapsed after the booleans, mm."""
 BORE_INTO_BODY_MM = 1.0
 """How far below the skin entry a bore starts, so that it opens through the underside."""
 
@@ -301,7 +304,9 @@ def _channel(
     line = entry - t[:, None] * d
     above = np.flatnonzero(sample_frame(frame, s, line) >= o.gap_mm + o.thickness_mm)
     if not len(above):
-        raise SeedoptError(f"needle {k}: its line does not leave the plate (it runs along the skin)")
+        raise SeedoptError(
+            f"needle {k}: its line does not leave the plate (it runs along the skin)"
+        )
     top = line[above[0]]
     room = o.margin_mm - o.channel_radius_mm - o.sleeve_wall_mm - o.min_wall_mm
     if sample_frame(frame, window, top[None])[0] > room:
@@ -371,7 +376,9 @@ def _fiducials(
     return np.array([_mid_surface(frame, s, p, o) for p in picked])
 
 
-def _mid_surface(frame: PlateFrame, s: np.ndarray, uv: np.ndarray, o: TemplateOptions) -> np.ndarray:
+def _mid_surface(
+    frame: PlateFrame, s: np.ndarray, uv: np.ndarray, o: TemplateOptions
+) -> np.ndarray:
     """The world point above in-plane position ``uv`` halfway through the plate."""
     w = frame.h * np.arange(frame.shape[2])
     column = frame.to_world(np.column_stack([np.full_like(w, uv[0]), np.full_like(w, uv[1]), w]))
@@ -387,20 +394,44 @@ def _assemble(
     frame: PlateFrame,
     o: TemplateOptions,
 ) -> trimesh.Trimesh:
-    """Plate united with the sleeves, less the bores and the registration holes."""
+    """Plate united with the sleeves, less the bores and the registration holes (manifold3d),
+    with edges shorter than ``SIMPLIFY_MM`` collapsed so that the mesh stays closed once its
+    vertices are rounded to an STL's float32 and merged by position."""
     r = o.channel_radius_mm
-    parts = [plate]
+    solid = _manifold(plate)
     if o.sleeve_mm > 0:
-        for c in channels:
-            start = c.top_mm + (o.thickness_mm / 2.0) * c.direction
-            stop = c.top_mm - o.sleeve_mm * c.direction
-            parts.append(_cylinder(r + o.sleeve_wall_mm, start, stop))
-    solid = trimesh.boolean.union(parts, engine="manifold") if len(parts) > 1 else plate
-    holes = [_cylinder(r, c.bore_start_mm, c.bore_end_mm) for c in channels]
+        sleeves = [
+            _manifold(
+                _cylinder(
+                    r + o.sleeve_wall_mm,
+                    c.top_mm + (o.thickness_mm / 2.0) * c.direction,
+                    c.top_mm - o.sleeve_mm * c.direction,
+                )
+            )
+            for c in channels
+        ]
+        solid = Manifold.batch_boolean([solid, *sleeves], OpType.Add)
+    holes = [_manifold(_cylinder(r, c.bore_start_mm, c.bore_end_mm)) for c in channels]
     depth = o.gap_mm + o.thickness_mm
     for p in fiducials:
-        holes.append(_cylinder(o.fiducial_diameter_mm / 2.0, p + depth * frame.n, p - depth * frame.n))
-    return trimesh.boolean.difference([solid, *holes], engine="manifold")
+        a, b = p + depth * frame.n, p - depth * frame.n
+        holes.append(_manifold(_cylinder(o.fiducial_diameter_mm / 2.0, a, b)))
+    solid = Manifold.batch_boolean([solid, *holes], OpType.Subtract).simplify(SIMPLIFY_MM)
+    out = solid.to_mesh()
+    mesh = trimesh.Trimesh(np.asarray(out.vert_properties[:, :3], np.float32), out.tri_verts)
+    mesh.update_faces(mesh.nondegenerate_faces())
+    mesh.remove_unreferenced_vertices()
+    return mesh
+
+
+def _manifold(mesh: trimesh.Trimesh) -> Manifold:
+    """``mesh`` as a manifold3d solid (float32 vertices, as manifold3d keeps them)."""
+    return Manifold(
+        Mesh(
+            vert_properties=np.asarray(mesh.vertices, np.float32),
+            tri_verts=np.asarray(mesh.faces, np.uint32),
+        )
+    )
 
 
 def _cylinder(radius: float, a: np.ndarray, b: np.ndarray) -> trimesh.Trimesh:

@@ -16,6 +16,11 @@ NEEDLE_18G_MM = 1.27
 """Outer diameter of an 18-gauge needle, mm (ISO 9626: 1.245-1.270 mm)."""
 
 
+def _between(default: float, lo: float, hi: float, what: str) -> Any:
+    """A field of ``default`` within [lo, hi], described as ``what``."""
+    return Field(default, ge=lo, le=hi, description=what)
+
+
 class TemplateOptions(BaseModel):
     """The template's geometry.
 
@@ -26,35 +31,19 @@ class TemplateOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    thickness_mm: Coordinate_mm = Field(5.0, ge=2.0, le=20.0, description="plate thickness")
-    gap_mm: Coordinate_mm = Field(
-        0.5, ge=0.1, le=5.0, description="clearance of the plate's underside from the skin"
+    thickness_mm: Coordinate_mm = _between(5.0, 2.0, 20.0, "plate thickness")
+    gap_mm: Coordinate_mm = _between(0.5, 0.1, 5.0, "clearance of the underside from the skin")
+    margin_mm: Coordinate_mm = _between(12.0, 5.0, 60.0, "plate beyond the entries' convex hull")
+    needle_diameter_mm: Coordinate_mm = _between(NEEDLE_18G_MM, 0.3, 3.0, "needle's outer diameter")
+    clearance_mm: Coordinate_mm = _between(0.2, 0.0, 1.0, "channel diameter beyond the needle's")
+    sleeve_mm: Coordinate_mm = _between(10.0, 0.0, 50.0, "guide sleeve above the plate's top")
+    sleeve_wall_mm: Coordinate_mm = _between(1.2, 0.6, 5.0, "sleeve wall")
+    min_wall_mm: Coordinate_mm = _between(0.8, 0.3, 5.0, "least material between two holes")
+    fiducial_diameter_mm: Coordinate_mm = _between(3.0, 1.0, 10.0, "registration holes' diameter")
+    max_tilt_deg: Real = _between(
+        50.0, 0.0, 70.0, "widest angle of a needle from the plate's normal"
     )
-    margin_mm: Coordinate_mm = Field(
-        12.0, ge=5.0, le=60.0, description="plate beyond the convex hull of the needle entries"
-    )
-    needle_diameter_mm: Coordinate_mm = Field(
-        NEEDLE_18G_MM, ge=0.3, le=3.0, description="outer diameter of the needle (18G)"
-    )
-    clearance_mm: Coordinate_mm = Field(
-        0.2, ge=0.0, le=1.0, description="channel diameter beyond the needle's"
-    )
-    sleeve_mm: Coordinate_mm = Field(
-        10.0, ge=0.0, le=50.0, description="guide sleeve above the plate's top, along the needle"
-    )
-    sleeve_wall_mm: Coordinate_mm = Field(1.2, ge=0.6, le=5.0, description="sleeve wall")
-    min_wall_mm: Coordinate_mm = Field(
-        0.8, ge=0.3, le=5.0, description="least material between two holes, or a hole and the edge"
-    )
-    fiducial_diameter_mm: Coordinate_mm = Field(
-        3.0, ge=1.0, le=10.0, description="diameter of the three registration holes"
-    )
-    max_tilt_deg: Real = Field(
-        50.0, ge=0.0, le=70.0, description="widest angle of a needle from the plate's normal"
-    )
-    resolution_mm: Coordinate_mm = Field(
-        0.4, ge=0.2, le=1.0, description="voxel of the plate's construction and marching cubes"
-    )
+    resolution_mm: Coordinate_mm = _between(0.4, 0.2, 1.0, "voxel of the plate's construction")
 
     @property
     def channel_radius_mm(self) -> float:
