@@ -102,14 +102,15 @@ def _printed_template(planned, case, options: TemplateOptions, out: Path, render
     m, u = checks["mesh"], checks["underside_to_skin_mm"]
     worst = max(checks["channels"], key=lambda c: c["axis_offset_mm"])
     click.echo(
-        f"template for {len(needles)} needles: {m['triangles']} triangles, "
+        f"template for {len(needles)} needle(s): {m['triangles']} triangles, "
         f"{m['volume_mm3'] / 1000:.1f} cm3, watertight; channel axes within "
         f"{worst['axis_offset_mm']:.3f} mm and "
         f"{max(c['axis_angle_deg'] for c in checks['channels']):.3f} deg of the needles; "
         f"underside {u['min']:.2f}-{u['max']:.2f} mm off the skin "
         f"({t_build + t_check:.1f} s)"
     )
-    click.echo(f"wrote {', '.join(outputs.names())} in {out}/", err=True)
+    written = TEMPLATE_FILES if render else TEMPLATE_FILES[:2]
+    click.echo(f"wrote {', '.join(written)} in {out}/", err=True)
 
 
 def _hole_map(planned, out: Path) -> None:

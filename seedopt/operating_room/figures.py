@@ -26,7 +26,7 @@ def hole_map_figure(spec: TemplateSpec, holes: list[HoleEntry], title: str, path
     c, r = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     ax.scatter(c.ravel(), r.ravel(), s=30, facecolors="none", edgecolors="0.7", linewidths=0.6)
     for h in holes:
-        ax.scatter([h.column], [h.row], s=120, color="tab:blue")
+        ax.scatter([h.column], [h.row], s=260, color="tab:blue")
         ax.annotate(
             f"{h.needle_depth_mm:.0f}\n{len(h.seed_depths_mm)}",
             (h.column, h.row),
