@@ -268,6 +268,9 @@ def test_bad_input_is_one_line_and_exit_two(tmp_path, capsys):
         *run(capsys, "template", plan, "--out", tmp_path / "o", "--gap-mm", "9")[::2]
     )
     assert "template.gap_mm" in line
+    broken = write_plan(tmp_path / "broken", NECK, [{"entry_mm": [0, -60, 0]}])
+    line = _error_line(*run(capsys, "template", broken, "--out", tmp_path / "o")[::2])
+    assert "needles.0.tip_mm" in line
     assert not (tmp_path / "o").exists()
 
 

@@ -8,11 +8,16 @@ import io
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..errors import SeedoptError
 from ..operating_room.template_options import TemplateOptions
+
+if TYPE_CHECKING:
+    from ..operating_room.planned_needles import PlannedNeedle
+    from ..plan_dir import PlanDir
 from .options import config_option
 
 TEMPLATE_FILES = ("template.stl", "template.json", "template.png")
@@ -49,19 +54,27 @@ def template_cmd(plan_dir: Path, out: Path, config: Path | None, render: bool, *
     hole by column letter and row number, needle and seed depths from the template's face).
     The files in --out are replaced together (docs/operating-room.md)."""
     from ..operating_room import template_options
-    from ..pipeline import load_case
+    from ..operating_room.planned_needles import planned_needles
     from ..plan_dir import PlanDir
 
     options = template_options({k: v for k, v in flags.items() if v is not None})
     planned = PlanDir.load(plan_dir, config)
+    needles = planned_needles(planned.document)
+    if not needles:
+        raise SeedoptError(f"{plan_dir}/plan.json has no needles: there is nothing to guide")
     if planned.spec.approach.kind == "template":
-        _hole_map(planned, out)
+        _hole_map(planned, needles, out)
     else:
-        case, _ = load_case(planned.spec)
-        _printed_template(planned, case, options, out, render)
+        _printed_template(planned, needles, options, out, render)
 
 
-def _printed_template(planned, case, options: TemplateOptions, out: Path, render: bool) -> None:
+def _printed_template(
+    planned: PlanDir,
+    needles: list[PlannedNeedle],
+    options: TemplateOptions,
+    out: Path,
+    render: bool,
+) -> None:
     import numpy as np
 
     from ..atomic import atomic_path
@@ -70,11 +83,12 @@ def _printed_template(planned, case, options: TemplateOptions, out: Path, render
     from ..operating_room.figures import template_figure
     from ..operating_room.skin import BodyField
     from ..output_set import OutputSet
+    from ..pipeline import load_case
 
-    needles = planned.document["needles"]
-    entries = np.array([n["entry_mm"] for n in needles], float).reshape(-1, 3)
-    tips = np.array([n["tip_mm"] for n in needles], float).reshape(-1, 3)
+    entries = np.array([n.entry_mm for n in needles])
+    tips = np.array([n.tip_mm for n in needles])
     with OutputSet(out, TEMPLATE_FILES) as outputs:
+        case, _ = load_case(planned.spec)
         t0 = time.perf_counter()
         built = build_template(case, entries, tips, options)
         t_build = time.perf_counter() - t0
@@ -113,7 +127,7 @@ def _printed_template(planned, case, options: TemplateOptions, out: Path, render
     click.echo(f"wrote {', '.join(written)} in {out}/", err=True)
 
 
-def _hole_map(planned, out: Path) -> None:
+def _hole_map(planned: PlanDir, needles: list[PlannedNeedle], out: Path) -> None:
     from ..export import write_json
     from ..operating_room import hole_map, hole_map_document, hole_map_rows
     from ..operating_room.figures import hole_map_figure
@@ -123,7 +137,7 @@ def _hole_map(planned, out: Path) -> None:
     spec = planned.spec.approach
     with OutputSet(out, HOLE_MAP_FILES) as outputs:
         case, _ = load_case(planned.spec)
-        holes = hole_map(case, spec, planned.document["needles"])
+        holes = hole_map(case, spec, needles)
         rows = hole_map_rows(holes)
         with outputs.writing("hole_map.csv") as folder:
             buf = io.StringIO()

@@ -19,6 +19,7 @@ from ..candidates.seeds import expanded_target
 from ..candidates.template import hole_centres, plane_basis
 from ..case import Case
 from ..errors import SeedoptError
+from .planned_needles import PlannedNeedle
 
 HOLE_TOLERANCE_MM = 0.05
 """Largest distance of a needle's line from its hole's centre (plan.json rounds to 1 um)."""
@@ -54,8 +55,8 @@ class HoleEntry:
         return f"{column_letters(self.column)}{self.row + 1}"
 
 
-def hole_map(case: Case, spec: TemplateSpec, needles: list[dict[str, Any]]) -> list[HoleEntry]:
-    """The used holes of the plan's ``needles`` (plan.json's entries), sorted by label.
+def hole_map(case: Case, spec: TemplateSpec, needles: list[PlannedNeedle]) -> list[HoleEntry]:
+    """The used holes of the plan's ``needles``, by row then column.
 
     Raises
     ------
@@ -71,12 +72,13 @@ def hole_map(case: Case, spec: TemplateSpec, needles: list[dict[str, Any]]) -> l
     d = np.asarray(spec.direction, float)
     out = []
     for k, n in enumerate(needles, start=1):
-        hole = n.get("template_hole")
-        key = tuple(hole) if isinstance(hole, list) and len(hole) == 2 else None
+        key = n.template_hole
         if key not in lattice:
-            raise SeedoptError(f"needle {k}: template_hole {hole} is not a hole of the template")
+            raise SeedoptError(f"needle {k}: template_hole {key} is not a hole of the template")
         centre = centres[lattice[key]]
-        entry, tip = np.asarray(n["entry_mm"], float), np.asarray(n["tip_mm"], float)
+        entry, tip = n.entry, n.tip
+        if not np.linalg.norm(tip - entry) > 0:
+            raise SeedoptError(f"needle {k}: its entry and tip coincide")
         axis = (tip - entry) / np.linalg.norm(tip - entry)
         angle = np.degrees(np.arccos(np.clip(axis @ d, -1.0, 1.0)))
         off = np.linalg.norm(np.cross(entry - centre, d))
@@ -85,7 +87,7 @@ def hole_map(case: Case, spec: TemplateSpec, needles: list[dict[str, Any]]) -> l
                 f"needle {k} runs {off:.2f} mm from hole {list(key)}'s centre at {angle:.2f} deg "
                 "to the template's direction: the plan is not of this case's template"
             )
-        seeds = np.asarray(n.get("seeds_mm") or np.zeros((0, 3)), float).reshape(-1, 3)
+        seeds = n.seeds
         out.append(
             HoleEntry(
                 k,
