@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..candidates.config import TemplateSpec
 from ..errors import SeedoptError
 from ..operating_room.template_options import TemplateOptions
 
@@ -62,8 +63,8 @@ def template_cmd(plan_dir: Path, out: Path, config: Path | None, render: bool, *
     needles = planned_needles(planned.document)
     if not needles:
         raise SeedoptError(f"{plan_dir}/plan.json has no needles: there is nothing to guide")
-    if planned.spec.approach.kind == "template":
-        _hole_map(planned, needles, out)
+    if isinstance(planned.spec.approach, TemplateSpec):
+        _hole_map(planned, planned.spec.approach, needles, out)
     else:
         _printed_template(planned, needles, options, out, render)
 
@@ -127,14 +128,15 @@ def _printed_template(
     click.echo(f"wrote {', '.join(written)} in {out}/", err=True)
 
 
-def _hole_map(planned: PlanDir, needles: list[PlannedNeedle], out: Path) -> None:
+def _hole_map(
+    planned: PlanDir, spec: TemplateSpec, needles: list[PlannedNeedle], out: Path
+) -> None:
     from ..export import write_json
     from ..operating_room import hole_map, hole_map_document, hole_map_rows
     from ..operating_room.figures import hole_map_figure
     from ..output_set import OutputSet
     from ..pipeline import load_case
 
-    spec = planned.spec.approach
     with OutputSet(out, HOLE_MAP_FILES) as outputs:
         case, _ = load_case(planned.spec)
         holes = hole_map(case, spec, needles)

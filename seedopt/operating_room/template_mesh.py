@@ -196,9 +196,8 @@ def _frame(entries: np.ndarray, n: np.ndarray, o: TemplateOptions) -> PlateFrame
     u, v = plane_basis(n)
     rot = np.stack([u, v, n])
     local = entries @ rot.T
-    pad = o.gap_mm + o.thickness_mm + 2.0
-    lo = local.min(axis=0) - [o.margin_mm + pad, o.margin_mm + pad, o.margin_mm + pad]
-    hi = local.max(axis=0) + [o.margin_mm + pad, o.margin_mm + pad, o.margin_mm + pad]
+    reach = o.margin_mm + o.gap_mm + o.thickness_mm + 2.0
+    lo, hi = local.min(axis=0) - reach, local.max(axis=0) + reach
     h = o.resolution_mm
     shape = tuple(int(c) for c in np.ceil((hi - lo) / h) + 1)
     if np.prod(shape, dtype=float) > MAX_VOXELS:
