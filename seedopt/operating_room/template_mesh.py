@@ -267,6 +267,13 @@ def _plate(
     """The plate: marching cubes of its level set (module docstring), in world mm."""
     f = np.maximum(o.gap_mm - s, s - (o.gap_mm + o.thickness_mm))
     f = np.maximum(f, (window - o.margin_mm)[:, :, None])
+    bare = (window <= o.margin_mm - frame.h) & ~(f <= 0).any(axis=2)
+    if bare.any():
+        raise SeedoptError(
+            "the skin under the template window rises or falls beyond the plate's "
+            f"construction box ({int(bare.sum())} columns of {frame.h:g} mm bare); narrow "
+            "template.margin_mm"
+        )
     f = np.pad(f, 1, constant_values=frame.h)
     verts, faces, _, _ = marching_cubes(f, 0.0, spacing=(frame.h,) * 3)
     plate = trimesh.Trimesh(frame.to_world(verts - frame.h), faces)
