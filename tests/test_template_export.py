@@ -301,7 +301,7 @@ def test_column_letters():
 def _vertebral_plan(tmp_path: Path, shift_mm: float = 0.0) -> tuple[Path, list[dict]]:
     """Three needles of the vertebral case's coplanar template, seeds on them, as plan.json
     (the built-in config as it is)."""
-    from seedopt.candidates import build_candidates
+    from seedopt.candidates.template import template_candidates
     from seedopt.pipeline import load_case
     from seedopt.plan_config import load_plan_spec
 
@@ -309,7 +309,7 @@ def _vertebral_plan(tmp_path: Path, shift_mm: float = 0.0) -> tuple[Path, list[d
     shutil.copy(REPO / "configs" / "cases" / "vertebral.yaml", config)
     spec = load_plan_spec(config)
     case, _ = load_case(spec)
-    cand = build_candidates(case, spec.approach)
+    cand = template_candidates(case, spec.approach)
     needles = []
     for k in (0, len(cand.needles) // 2, len(cand.needles) - 1):
         nd = cand.needles[k]
