@@ -22,7 +22,8 @@ REPLAN_FILES = ("replan.json", "replan.csv")
     "--implanted",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV of the inserted needles: needle, entry_x_mm..tip_z_mm[, deposited_from_tip_mm].",
+    help="The inserted needles: a CSV (needle, entry_x_mm..tip_z_mm[, "
+    "deposited_from_tip_mm]) or an RT Plan of the seeds deposited (a needle per channel).",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -64,7 +65,7 @@ def replan_cmd(
     from ..pipeline import load_case
     from ..plan_config import load_plan_spec
     from ..plan_dir import PlanDir
-    from ..replan import read_inserted_csv, replan_case
+    from ..replan import read_inserted, replan_case
 
     if case.is_dir():
         if plan_dir is not None:
@@ -74,10 +75,10 @@ def replan_cmd(
     else:
         spec, config = load_plan_spec(case), case
         doc = None if plan_dir is None else PlanDir.load(plan_dir, case).document
-    inserted = read_inserted_csv(implanted)
     with OutputSet(out, RESULT_FILES + REPLAN_FILES) as outputs:
         b = echo_backend(backend)
         c, images = load_case(spec)
+        inserted = read_inserted(implanted, c)
         r = replan_case(
             spec,
             c,
