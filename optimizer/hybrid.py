@@ -157,9 +157,12 @@ def robust_search(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The exact local search on the robust objective over ``problem.scenarios``, from the
     nominal plan ``x``; the loading and what the result's ``extra`` records of it."""
-    load = RobustLoading(
-        [decisive_rows(p) for p in problem.scenarios], x, options.measure, options.tail
-    )
+    rx = 1.0 + options.margin
+    scenarios = [
+        decisive_rows(dataclasses.replace(p, prescription_gy=p.prescription_gy * rx))
+        for p in problem.scenarios
+    ]
+    load = RobustLoading(scenarios, x, options.measure, options.tail)
     start_f = load.f
     moves = improve(load, neighbours, deadline=time.perf_counter() + options.time_s)  # type: ignore[arg-type]
     return load.x.copy(), {
