@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .backend import Backend, out_of_memory_errors
-from .candidates import Candidates
+from .candidates import Candidates, candidate_note
 from .case import Case
 from .dose import dose_at_points
 from .errors import SeedoptError
@@ -177,7 +177,7 @@ def finish_plan(
         spec, case, prepared.images, dose, seeds, axes, n_needles, source, result.method, outside
     )
     times["dose_and_metrics"] = time.perf_counter() - t
-    notes = []
+    notes = [candidate_note(candidates, spec.approach)]
     if spec.dose.storage == "auto" and problem.A_target.dtype == np.float16:
         notes.append(
             f"the float32 dose matrix does not fit twice in the free memory of the "
@@ -194,6 +194,7 @@ def finish_plan(
             prepared.matrix_cached,
             candidates.n_seeds,
             candidates.n_needles,
+            candidates.dropped,
         ),
     )
     return Plan(

@@ -139,7 +139,9 @@ class Case:
                 ct = f.create_group("ct")
                 ct.create_dataset("hu", data=self.ct.hu, compression="gzip")
                 ct.create_dataset("body", data=self.ct.body, compression="gzip")
-                ct.attrs.update(origin_mm=self.ct.grid.origin_mm, spacing_mm=self.ct.grid.spacing_mm)
+                ct.attrs.update(
+                    origin_mm=self.ct.grid.origin_mm, spacing_mm=self.ct.grid.spacing_mm
+                )
 
     @classmethod
     def load_h5(cls, path: Path) -> Case:

@@ -1,8 +1,9 @@
 """The part of a case's CT that needle paths are checked against, on the CT's own voxels.
 
 A case built from DICOM with a CT keeps the CT's Hounsfield units over its dose grid (plus
-``PAD_MM`` all round, so a clearance margin reaching past the grid still sees the CT), at the
-CT's own resolution: thin cortical bone that a 2 mm dose grid would blur stays resolved.
+``MAX_MARGIN_MM`` and a voxel's diagonal all round, so the largest clearance margin reaching
+past the grid still sees the CT), at the CT's own resolution: thin cortical bone that a 2 mm
+dose grid would blur stays resolved.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import numpy as np
 from ..errors import SeedoptError
 from .grid import Grid
 
-PAD_MM = 20.0
-"""How far beyond the dose grid the kept CT reaches, mm (the largest path clearance)."""
+MAX_MARGIN_MM = 20.0
+"""The largest clearance of a needle path from bone or air, mm (``ct_keepout.margin_mm``)."""
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,13 @@ class CTVolume:
 
 
 def crop_to(hu: np.ndarray, body: np.ndarray, ct_grid: Grid, covering: Grid) -> CTVolume:
-    """The voxels of a whole CT (``hu``, ``body`` on ``ct_grid``) within ``PAD_MM`` of the box
-    of ``covering``'s voxels; an error when the two boxes do not overlap."""
+    """The voxels of a whole CT (``hu``, ``body`` on ``ct_grid``) within ``MAX_MARGIN_MM`` and
+    a CT voxel's diagonal of the box of ``covering``'s voxels; an error when the two boxes do
+    not overlap."""
     spacing = np.asarray(covering.spacing_mm)
-    lo = np.asarray(covering.origin_mm) - spacing / 2 - PAD_MM
-    hi = lo + np.asarray(covering.shape[::-1]) * spacing + 2 * PAD_MM
+    pad = MAX_MARGIN_MM + 2 * float(np.linalg.norm(ct_grid.spacing_mm))
+    lo = np.asarray(covering.origin_mm) - spacing / 2 - pad
+    hi = lo + np.asarray(covering.shape[::-1]) * spacing + 2 * pad
     k_lo = np.maximum(ct_grid.mm_to_index(lo[None])[0], 0)
     k_hi = np.minimum(ct_grid.mm_to_index(hi[None])[0], np.asarray(ct_grid.shape) - 1)
     if np.any(k_hi < k_lo):
