@@ -23,6 +23,7 @@ from ..case.ct_volume import MAX_MARGIN_MM
 from ..case.shapes import Vec3
 from ..config_types import Count, Length_mm, NonNegativeLength_mm, PositiveReal, Real
 from ..errors import SeedoptError
+from ..validation import NESTED, nested_error
 
 
 def _unit(v: Vec3) -> Vec3:
@@ -30,6 +31,9 @@ def _unit(v: Vec3) -> Vec3:
     if not np.isfinite(norm) or norm < 1e-9:
         raise ValueError("must be a non-zero vector")
     return tuple(float(c) / norm for c in v)  # type: ignore[return-value]
+
+
+CT_KEEPOUT_NEEDS_CT = "ct_keepout: the case has no CT (dicom.ct) to find bone and air in"
 
 
 class CTKeepout(BaseModel):
@@ -150,9 +154,10 @@ class FreehandSpec(SeedSettings):
     @model_validator(mode="after")
     def _one_axis(self) -> FreehandSpec:
         if (self.reference_direction is None) == (self.entry_window is None):
-            raise ValueError(
-                "reference_direction: give reference_direction or entry_window (whose normal "
-                "the needles fan around), one of them"
+            raise nested_error(
+                "reference_direction",
+                "give reference_direction or entry_window (whose normal the needles fan "
+                "around), one of them",
             )
         return self
 
@@ -185,6 +190,6 @@ def load_approach_spec(
             key = ".".join(str(p) for p in loc[1:])  # loc[0] is the kind's tag
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         msg = msg.removeprefix("Value error, ")
-        if not key:  # a check of the whole section names its key first
-            key, _, msg = msg.partition(": ")
+        if err["type"] == NESTED:
+            key, msg = err["ctx"]["key"], err["ctx"]["message"]
         raise SeedoptError(f"{source}.{key}: {msg}") from None

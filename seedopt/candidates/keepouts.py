@@ -16,7 +16,7 @@ import numpy as np
 
 from ..case import Case
 from ..errors import SeedoptError
-from .config import SeedSettings
+from .config import CT_KEEPOUT_NEEDS_CT, SeedSettings
 from .drops import Drop
 from .seeds import MaskDistance
 
@@ -51,9 +51,7 @@ def ct_keepouts(case: Case, spec: SeedSettings) -> list[KeepOut]:
     ct = case.ct
     if ct is None:
         if "ct_keepout" in spec.model_fields_set:
-            raise SeedoptError(
-                "approach.ct_keepout: the case has no CT (dicom.ct) to find bone and air in"
-            )
+            raise SeedoptError(f"approach.{CT_KEEPOUT_NEEDS_CT}")
         return []
     rule = spec.ct_keepout
     clearance = rule.margin_mm + ct.half_diagonal_mm
