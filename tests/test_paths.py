@@ -19,10 +19,11 @@ import pytest
 from dicom_series import phantom_rois, sphere_planes, write_ct, write_rtstruct
 from pydicom.uid import generate_uid
 from scipy import ndimage
-from test_cli import one_line_error, seedopt
+from test_cli import seedopt
 
 from seedopt.candidates import Candidates, build_candidates, load_approach_spec
 from seedopt.case import Case
+from seedopt.dicom.init_case import init_case
 from seedopt.errors import SeedoptError
 from seedopt.pipeline import load_case
 from seedopt.plan_config import load_plan_spec
@@ -36,8 +37,9 @@ AIR_POCKET = (-24.0, -10.0, -34.0, -28.0, -800)  # inside the body, on the GTV's
 # --- the independent check ------------------------------------------------------------------
 
 
-def read_ct(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """HU (z, y, x), origin and spacing (x, y, z, mm) of a CT folder, read with pydicom."""
+def read_ct(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """HU and the body (z, y, x), origin and spacing (x, y, z, mm) of a CT folder, read with
+    pydicom."""
     slices = sorted(
         (pydicom.dcmread(p) for p in folder.iterdir()),
         key=lambda ds: float(ds.ImagePositionPatient[2]),
@@ -48,7 +50,7 @@ def read_ct(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     z = [float(ds.ImagePositionPatient[2]) for ds in slices]
     row, col = (float(v) for v in slices[0].PixelSpacing)
     origin = np.array([*map(float, slices[0].ImagePositionPatient[:2]), z[0]])
-    return hu, origin, np.array([col, row, z[1] - z[0]])
+    return hu, body_of(hu), origin, np.array([col, row, z[1] - z[0]])
 
 
 def body_of(hu: np.ndarray) -> np.ndarray:
@@ -66,16 +68,16 @@ def ball(radius_mm: float, step_mm: float = 0.5) -> np.ndarray:
 
 
 def offending(
-    entry: np.ndarray, tip: np.ndarray, ct: tuple[np.ndarray, np.ndarray, np.ndarray]
+    entry: np.ndarray, tip: np.ndarray, ct: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 ) -> tuple[int, int]:
     """(bone, air) samples within ``MARGIN_MM`` of the segment entry-tip (every 0.5 mm)."""
-    hu, origin, spacing = ct
+    hu, body, origin, spacing = ct
     n = int(np.ceil(np.linalg.norm(tip - entry) / 0.5)) + 1
     along = entry + np.linspace(0.0, 1.0, n)[:, None] * (tip - entry)
     pts = (along[:, None, :] + ball(MARGIN_MM)[None]).reshape(-1, 3)
     idx = ((pts - origin) / spacing)[:, ::-1].T  # (z, y, x) voxel coordinates
     value = ndimage.map_coordinates(hu, idx, order=0, mode="nearest")
-    inside = ndimage.map_coordinates(body_of(hu).astype(np.uint8), idx, order=0, mode="nearest")
+    inside = ndimage.map_coordinates(body.astype(np.uint8), idx, order=0, mode="nearest")
     return int((value > BONE_HU).sum()), int(((value < AIR_HU) & (inside > 0)).sum())
 
 
@@ -149,7 +151,7 @@ def test_the_check_sees_bone_and_air_where_they_are(bone_and_air) -> None:
 
 def test_planned_needles_clear_the_ct_and_the_drops_are_reported(bone_and_air, tmp_path) -> None:
     out = tmp_path / "plan"
-    r = seedopt("plan", str(bone_and_air), "--out", str(out), "--method", "clinical")
+    r = seedopt("plan", str(bone_and_air), "--out", str(out), "--method", "clinical", "--no-cache")
     assert r.returncode in (0, 3), r.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     needles = json.loads((out / "plan.json").read_text())["needles"]
@@ -181,7 +183,7 @@ def test_a_wider_margin_keeps_needles_farther_from_bone(tmp_path) -> None:
     cfg = synthetic(tmp_path, (BONE_BLOCK,), wide)
     _, cands = candidates_of(cfg)
     bone = read_ct(cfg.parent / "ct")
-    bone_pts = np.argwhere(bone[0] > BONE_HU)[:, ::-1] * bone[2] + bone[1]  # voxel centres
+    bone_pts = np.argwhere(bone[0] > BONE_HU)[:, ::-1] * bone[3] + bone[2]  # voxel centres
     for n in cands.needles:  # every bone voxel (a 2.5 mm box) stays 6 mm from the path
         t = np.clip((bone_pts - n.entry_mm) @ n.direction, 0.0, n.depth_mm)
         gap = np.linalg.norm(bone_pts - (n.entry_mm + t[:, None] * n.direction), axis=1)
@@ -252,8 +254,10 @@ def test_ct_keepout_without_a_ct_is_refused(tmp_path) -> None:
         "prescription_gy: 120\napproach: {kind: template, plane_point_mm: [0, -40, 0], "
         "direction: [0, 1, 0], ct_keepout: {margin_mm: 2}}\n"
     )
-    r = seedopt("plan", str(cfg), "--out", str(tmp_path / "out"))
-    one_line_error(r, r"phantom.yaml: approach\.ct_keepout: the case has no CT \(dicom\.ct\)")
+    with pytest.raises(
+        SeedoptError, match=r"phantom.yaml: approach\.ct_keepout: the case has no CT"
+    ):
+        load_plan_spec(cfg)
 
 
 def test_a_case_file_keeps_its_ct(bone_and_air, tmp_path) -> None:
@@ -309,3 +313,26 @@ def test_on_the_dicom_sample_every_candidate_path_clears_bone_and_air(tmp_path) 
     assert case.ct is not None and case.ct.grid.spacing_mm[0] == pytest.approx(1.074219)
     assert_paths_clear([(n.entry_mm, n.tip_mm) for n in cands.needles], folder)
     assert cands.dropped["near_bone"] > 0 and cands.dropped["near_air"] > 0
+
+
+# --- init-case ------------------------------------------------------------------------------
+
+
+def test_init_case_writes_a_window_on_the_skin_nearest_the_target(bone_and_air, tmp_path) -> None:
+    """The GTV's centroid (0, -20, 0) is 25 mm below the cylinder's front (0, -45, 0), and the
+    straight path between them runs clear between the bone block and the air pocket."""
+    folder = bone_and_air.parent
+    out = tmp_path / "case.yaml"
+    text, _ = init_case(folder / "rs.dcm", "GTV", 120.0, out, folder / "ct", approach="freehand")
+    out.write_text(text)
+    spec = load_plan_spec(out)
+    window = spec.approach.entry_window
+    assert window is not None and "ct_keepout" in spec.approach.model_fields_set
+    assert np.linalg.norm(np.subtract(window.center_mm, [0.0, -45.0, 0.0])) < 5.0
+    assert np.degrees(np.arccos(np.dot(window.normal, [0.0, 1.0, 0.0]))) < 10.0
+    assert window.radius_mm >= 12.0  # covers the GTV's width
+    case, cands = candidates_of(out)
+    for n in cands.needles:
+        assert np.linalg.norm(n.entry_mm - window.center_mm) <= window.radius_mm + 1e-6
+        assert np.degrees(np.arccos(np.clip(n.direction @ window.normal, -1, 1))) <= 20 + 1e-6
+    assert_paths_clear([(n.entry_mm, n.tip_mm) for n in cands.needles], folder / "ct")
