@@ -177,7 +177,7 @@ def finish_plan(
         spec, case, prepared.images, dose, seeds, axes, n_needles, source, result.method, outside
     )
     times["dose_and_metrics"] = time.perf_counter() - t
-    notes = [candidate_note(candidates, spec.approach)]
+    notes = [candidate_note(candidates, spec.approach)] if candidates.dropped else []
     if spec.dose.storage == "auto" and problem.A_target.dtype == np.float16:
         notes.append(
             f"the float32 dose matrix does not fit twice in the free memory of the "

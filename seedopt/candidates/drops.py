@@ -86,7 +86,9 @@ def describe(counts: Mapping[str, int], spec: SeedSettings) -> str:
 
 
 def candidate_note(candidates: Candidates, spec: SeedSettings) -> str:
-    """One line: how many needle lines were traced, kept and dropped by reason."""
+    """One line: how many needle lines were traced, kept and dropped by reason (for
+    candidates traced by an approach; those assembled otherwise, as by ``seedopt.replan``,
+    carry no counts)."""
     return (
         f"candidates: {candidates.n_needles} needles of {candidates.lines_traced} traced "
         f"lines; dropped: {describe(candidates.dropped, spec)}"
