@@ -289,16 +289,15 @@ def extruded_sample(tmp: Path, slices: int = 15) -> tuple[Path, float]:
     return folder, z0
 
 
-def test_on_the_dicom_sample_every_candidate_path_clears_bone_and_air(tmp_path) -> None:
-    """A GTV (radius 7 mm) in the sample's neck between the airway, the vertebra and the
-    mandible, needles fanned from the patient's right: paths near bone or the airway are
-    dropped, the others clear them by the margin."""
-    folder, z0 = extruded_sample(tmp_path)
+def sample_neck_case(tmp: Path) -> Path:
+    """A plan config on the extruded sample: a GTV (radius 7 mm) in the neck between the
+    airway, the vertebra and the mandible, freehand needles fanned from the patient's right."""
+    folder, z0 = extruded_sample(tmp)
     ds = pydicom.dcmread(next(folder.iterdir()))
     uids = {"study_uid": ds.StudyInstanceUID, "frame_uid": ds.FrameOfReferenceUID}
     gtv = sphere_planes((-12.0, -340.0, z0), 7.0, z0 + 3.0 * np.arange(-2, 3))
-    write_rtstruct(tmp_path / "rs.dcm", {"GTV": ("GTV", gtv)}, **uids)
-    cfg = tmp_path / "sample.yaml"
+    write_rtstruct(tmp / "rs.dcm", {"GTV": ("GTV", gtv)}, **uids)
+    cfg = tmp / "sample.yaml"
     cfg.write_text(
         f"name: sample_neck\ndicom: {{rtstruct: rs.dcm, ct: ct}}\n"
         f"grid: {{min_mm: [-70, -400, {z0 - 18}], max_mm: [50, -280, {z0 + 18}], "
@@ -309,9 +308,16 @@ def test_on_the_dicom_sample_every_candidate_path_clears_bone_and_air(tmp_path) 
         "approach: {kind: freehand, reference_direction: [1, 0, 0], max_angle_deg: 45, "
         "angle_step_deg: 15}\n"
     )
+    return cfg
+
+
+def test_on_the_dicom_sample_every_candidate_path_clears_bone_and_air(tmp_path) -> None:
+    """On the sample's neck, paths near bone or the airway are dropped, the others clear them
+    by the margin."""
+    cfg = sample_neck_case(tmp_path)
     case, cands = candidates_of(cfg)
     assert case.ct is not None and case.ct.grid.spacing_mm[0] == pytest.approx(1.074219)
-    assert_paths_clear([(n.entry_mm, n.tip_mm) for n in cands.needles], folder)
+    assert_paths_clear([(n.entry_mm, n.tip_mm) for n in cands.needles], tmp_path / "ct")
     assert cands.dropped["near_bone"] > 0 and cands.dropped["near_air"] > 0
 
 
