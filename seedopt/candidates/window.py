@@ -36,11 +36,6 @@ class WindowGeometry:
         gap = np.asarray(entries_mm, float).reshape(-1, 3) - self.center_mm
         return np.linalg.norm(gap, axis=1) <= self.radius_mm + 1e-9
 
-    def angle_deg(self, directions: np.ndarray) -> np.ndarray:
-        """(n,) angle of each (n, 3) unit direction to the window's axis, degrees."""
-        cos = np.asarray(directions, float).reshape(-1, 3) @ self.inward
-        return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
 
 def skin_points(case: Case) -> np.ndarray:
     """(n, 3) centres of the body's surface voxels, mm (none where the grid cuts the body)."""
