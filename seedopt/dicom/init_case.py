@@ -3,7 +3,8 @@
 Roles are guessed from ROI names and RT ROI Interpreted Types; organs recognised by name get
 seedopt's starting limits (``ORGAN_RULES``: not a protocol; set your institution's); the needle
 approach is the template direction with the shortest paths from the skin to the target that
-keep clear of the nogo organs; the dose grid covers the target plus a margin and the skin the
+keep clear of the nogo organs, or (``--approach freehand``) an entry window on the skin nearest
+the target (``entry_window``); the dose grid covers the target plus a margin and the skin the
 needles enter through.
 """
 
@@ -488,7 +489,7 @@ approach:
   kind: freehand
   entry_window:
     center_mm: {_fmt(window.center_mm)}
-    radius_mm: {window.radius_mm:.0f}
+    radius_mm: {np.ceil(window.radius_mm):.0f}
     normal: [{", ".join(f"{v:.4f}" for v in window.normal)}]
   max_angle_deg: 20   # needles within this of the window's normal
   max_depth_mm: {MAX_DEPTH_MM:g}
