@@ -177,12 +177,14 @@ def finish_plan(
         spec, case, prepared.images, dose, seeds, axes, n_needles, source, result.method, outside
     )
     times["dose_and_metrics"] = time.perf_counter() - t
-    notes = [candidate_note(candidates, spec.approach)] if candidates.dropped else []
+    notes = []
     if spec.dose.storage == "auto" and problem.A_target.dtype == np.float16:
         notes.append(
             f"the float32 dose matrix does not fit twice in the free memory of the "
             f"{backend.name}: stored in float16 (dose sums within 0.1 % of float32)"
         )
+    if candidates.dropped:  # traced by the approach (replan's carry no counts)
+        notes.append(candidate_note(candidates, spec.approach))
     metrics = dataclasses.replace(
         metrics,
         notes=(*notes, *metrics.notes),
