@@ -52,13 +52,13 @@ class CTKeepout(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     bone_above_hu: Real = Field(
-        300.0, ge=150.0, le=3000.0, description="voxels above this are bone, HU"
+        default=300.0, ge=150.0, le=3000.0, description="voxels above this are bone, HU"
     )
     air_below_hu: Real = Field(
-        -400.0, ge=-1000.0, le=-150.0, description="body voxels below this are air, HU"
+        default=-400.0, ge=-1000.0, le=-150.0, description="body voxels below this are air, HU"
     )
     margin_mm: NonNegativeLength_mm = Field(
-        3.0,
+        default=3.0,
         le=MAX_MARGIN_MM,
         description="least distance of a needle path from a bone or air voxel, mm",
     )

@@ -86,7 +86,11 @@ def freehand_candidates(case: Case, spec: FreehandSpec) -> Candidates:
     keepouts = path_keepouts(case, spec)
     region = SeedRegion.of(case, spec)
     window = resolve_window(case, spec.entry_window) if spec.entry_window is not None else None
-    axis = window.inward if window is not None else spec.reference_direction
+    if window is not None:
+        axis = window.inward
+    else:
+        assert spec.reference_direction is not None  # FreehandSpec asks for one of the two
+        axis = np.asarray(spec.reference_direction)
 
     entries, tips, starts, statuses = [], [], [], []
     for d in fan_directions(axis, spec.max_angle_deg, spec.angle_step_deg):

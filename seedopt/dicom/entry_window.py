@@ -54,7 +54,7 @@ def _blocked(
     if ct is not None:
         bad = ct.bone(rule.bone_above_hu) | ct.air_in_body(rule.air_below_hu)
         hit |= mask_at(bad, ct.grid, pts)
-    return hit.reshape(len(starts), len(t)).any(axis=1)
+    return np.asarray(hit.reshape(len(starts), len(t)).any(axis=1))
 
 
 def choose_window(

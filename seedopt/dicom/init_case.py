@@ -403,10 +403,10 @@ def init_case(
         _template_text(label, d, plane_point, size) if window is None else _freehand_text(window)
     )
     if images.ct is not None:
-        rule = CTKeepout()
+        keepout = CTKeepout()
         approach_text += (
-            f"  ct_keepout: {{bone_above_hu: {rule.bone_above_hu:g}, air_below_hu: "
-            f"{rule.air_below_hu:g}, margin_mm: {rule.margin_mm:g}}}   # paths avoid bone "
+            f"  ct_keepout: {{bone_above_hu: {keepout.bone_above_hu:g}, air_below_hu: "
+            f"{keepout.air_below_hu:g}, margin_mm: {keepout.margin_mm:g}}}   # paths avoid bone "
             "and air on the CT\n"
         )
     sources = ss.path.name + (f" and the CT in {ct}" if ct else "")
