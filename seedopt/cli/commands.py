@@ -246,6 +246,13 @@ def plan_cmd(
     help="RT Dose of an earlier course (re-irradiation; docs/radiobiology.md).",
 )
 @click.option("--prior-fractions", type=int, help="Its number of fractions.")
+@click.option(
+    "--approach",
+    type=click.Choice(["template", "freehand"]),
+    default="template",
+    show_default=True,
+    help="Coplanar template, or freehand needles through an entry window on the skin.",
+)
 def init_case_cmd(
     ct: Path | None,
     rtstruct: Path,
@@ -256,6 +263,7 @@ def init_case_cmd(
     margin_mm: float,
     prior_dose: Path | None,
     prior_fractions: int | None,
+    approach: str,
 ) -> None:
     """Write a complete, commented plan config from a structure set (and CT)."""
     from ..atomic import atomic_path
@@ -279,6 +287,7 @@ def init_case_cmd(
         margin_mm,
         prior_dose=prior_dose,
         prior_fractions=prior_fractions,
+        approach=approach,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
