@@ -10,6 +10,7 @@ less one seed's length (``SEED_LENGTH_MM``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -19,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from .candidates.config import FreehandSpec, TemplateSpec
 from .case import Case
 from .errors import SeedoptError
 from .plan_dir import PlanDir
 from .plan_metrics import Goal, PlanMetrics
 from .report import eqd2_rows, goal_status
 from .robustness import Implant
-from .sources import decay_factor
+from .sources import Source, decay_factor
 
 SEED_LENGTH_MM = 4.5
 """Outer length of an I-125 seed (models 6711, 2301, I25.S06, IAI-125A: 4.5 mm)."""
@@ -134,27 +136,29 @@ def insertion_order(rows: list[NeedleRow]) -> list[NeedleRow]:
         return (-round(r.depth_mm, 1), *tie)
 
     ordered = sorted(rows, key=key)
-    return [_numbered(r, k + 1) for k, r in enumerate(ordered)]
+    return [dataclasses.replace(r, order=k + 1) for k, r in enumerate(ordered)]
 
 
-def _numbered(r: NeedleRow, order: int) -> NeedleRow:
-    import dataclasses
-
-    return dataclasses.replace(r, order=order)
+def reference_axis(approach: TemplateSpec | FreehandSpec) -> np.ndarray:
+    """The approach's reference axis (unit, into the patient): the template's needle
+    direction, or the freehand reference direction."""
+    if isinstance(approach, TemplateSpec):
+        return np.asarray(approach.direction, float)
+    return np.asarray(approach.reference_direction, float)
 
 
 def needle_rows(
     document: dict[str, Any],
-    reference_axis: np.ndarray,
+    reference: np.ndarray,
     template_plane: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[NeedleRow]:
-    """The needles of a plan.json ``document`` in insertion order: angle to
-    ``reference_axis`` (a unit vector into the patient), depths, and the seeds from the tip
-    back with their spacers. ``template_plane`` (a point and its unit normal, mm) gives the
-    depth from the template. A seed off its needle's line, outside the needle or overlapping
-    the next one is refused in one line naming it."""
+    """The needles of a plan.json ``document`` in insertion order: angle to ``reference``
+    (the approach's axis, a unit vector into the patient), depths, and the seeds from the
+    tip back with their spacers. ``template_plane`` (a point and its unit normal, mm) gives
+    the depth from the template. A seed off its needle's line, outside the needle or
+    overlapping the next one is refused in one line naming it."""
     implant = Implant.from_plan_document(document)  # checks every point
-    axis = np.asarray(reference_axis, float)
+    axis = np.asarray(reference, float)
     rows = []
     for k, n in enumerate(document["needles"]):
         tip, d = implant.tips_mm[k], implant.directions[k]
@@ -264,6 +268,7 @@ class ImplantReport:
     metrics: PlanMetrics
     dose_gy: np.ndarray
     background: np.ndarray | None
+    implanted: Source
     source: SourceSummary
     needles: tuple[NeedleRow, ...]
     robustness: Robustness | None
@@ -300,7 +305,7 @@ class ImplantReport:
             ("config", f"{self.plan.config}"),
             ("target", f"{m.target}, {t['volume_cc']:.1f} cc"),
             ("prescription", rx),
-            ("approach", f"{approach.kind}, reference axis {_xyz(self.reference_axis(), 3)}"),
+            ("approach", f"{approach.kind}, reference axis {_xyz(reference_axis(approach), 3)}"),
             ("implant", f"{m.n_seeds} seeds on {m.n_needles} needles"),
             (
                 "target coverage",
@@ -311,10 +316,6 @@ class ImplantReport:
             ("report made", self.made.isoformat()),
         ]
         return Table("Case and prescription", ("item", "value"), tuple(rows))
-
-    def reference_axis(self) -> np.ndarray:
-        a = self.plan.spec.approach
-        return np.asarray(a.direction if a.kind == "template" else a.reference_direction)
 
     def source_table(self) -> Table:
         s = self.source
@@ -333,6 +334,14 @@ class ImplantReport:
                 f"{total:.2f} U = {total / s.sk_per_mci:.2f} mCi",
             ),
         ]
+        configured = self.plan.spec.source.build().air_kerma_strength_u
+        if not math.isclose(configured, s.strength_u, rel_tol=1e-9):
+            rows.append(
+                (
+                    "the config's strength per seed",
+                    f"{configured:.3f} U, scaled by the {self.metrics.method} method to the above",
+                )
+            )
         cal = s.calibration_strength_u
         if cal is not None:
             assert s.calibration_date is not None
@@ -431,7 +440,14 @@ class ImplantReport:
         note = course + f"alpha/beta (Gy): {ab}. EQD2 by Dale (1985), docs/radiobiology.md."
         return Table(
             "Re-irradiation (EQD2)",
-            ("structure", "metric", "physical (Gy)", "implant EQD2", "prior EQD2", "cumulative"),
+            (
+                "structure",
+                "metric",
+                "physical (Gy)",
+                "implant EQD2 (Gy)",
+                "prior EQD2 (Gy)",
+                "cumulative EQD2 (Gy)",
+            ),
             rows,
             note,
         )
@@ -515,6 +531,29 @@ def read_dose(path: Path, case: Case) -> np.ndarray:
     return dose
 
 
+def planned_source(plan: PlanDir) -> Source:
+    """The seeds the plan's dose was computed with: plan.json's model and strength (the
+    ``clinical`` method may scale the config's strength), refused when its model or
+    half-life is not the config's."""
+    configured = plan.spec.source.build()
+    recorded = plan.document.get("source")
+    where = f"{plan.folder}/plan.json: source"
+    if not isinstance(recorded, dict):
+        raise SeedoptError(f"{where}: missing")
+    if (
+        recorded.get("model") != configured.model.model_id
+        or recorded.get("half_life_d") != configured.half_life_d
+    ):
+        raise SeedoptError(
+            f"{where}: model {recorded.get('model')!r}, half-life {recorded.get('half_life_d')} d "
+            f"is not the config's ({configured.model.model_id}, {configured.half_life_d:g} d)"
+        )
+    strength = recorded.get("air_kerma_strength_u")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+        raise SeedoptError(f"{where}: air_kerma_strength_u must be a number, got {strength!r}")
+    return Source(configured.model, float(strength), configured.half_life_d)
+
+
 def gather(
     folder: Path,
     config: Path | None = None,
@@ -542,29 +581,12 @@ def gather(
         raise SeedoptError(f"{metrics_path}: cannot read it: {exc.strerror}") from None
     except ValueError as exc:
         raise SeedoptError(f"{metrics_path}: not valid JSON ({exc})") from None
-    source = plan.spec.source.build()
-    recorded = plan.document.get("source", {})
-    if not isinstance(recorded, dict) or (
-        recorded.get("model") != source.model.model_id
-        or not math.isclose(
-            float(recorded.get("air_kerma_strength_u", math.nan)),
-            source.air_kerma_strength_u,
-            rel_tol=1e-9,
-        )
-    ):
-        raise SeedoptError(
-            f"{folder}/plan.json: its source {recorded} is not the config's "
-            f"({source.model.model_id}, {source.air_kerma_strength_u:g} U)"
-        )
+    source = planned_source(plan)
     spec = plan.spec
-    axis = np.asarray(
-        spec.approach.direction
-        if spec.approach.kind == "template"
-        else spec.approach.reference_direction
-    )
+    axis = reference_axis(spec.approach)
     plane = None
-    if spec.approach.kind == "template":
-        plane = (np.asarray(spec.approach.plane_point_mm), axis)
+    if isinstance(spec.approach, TemplateSpec):
+        plane = (np.asarray(spec.approach.plane_point_mm, float), axis)
     needles = needle_rows(plan.document, axis, plane)
     n_seeds = sum(len(n.seeds) for n in needles)
     if n_seeds != metrics.n_seeds or len(needles) != metrics.n_needles:
@@ -588,5 +610,14 @@ def gather(
         calibration_date,
     )
     return ImplantReport(
-        plan, case, metrics, dose, ct_on_grid(case, images), summary, tuple(needles), rob, made
+        plan,
+        case,
+        metrics,
+        dose,
+        ct_on_grid(case, images),
+        source,
+        summary,
+        tuple(needles),
+        rob,
+        made,
     )

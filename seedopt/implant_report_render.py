@@ -88,7 +88,7 @@ def _inset(fig: Any, rect: Rect, pad_in: tuple[float, float, float, float]) -> R
 
 def _dvh(fig: Any, rect: Rect, r: ImplantReport) -> None:
     ax = fig.add_axes(_inset(fig, rect, (0.6, 0.45, 3.0, 0.1)))
-    draw_dvh(ax, r.case, r.dose_gy, r.prescription_gy, r.plan.spec, r.plan.spec.source.build())
+    draw_dvh(ax, r.case, r.dose_gy, r.prescription_gy, r.plan.spec, r.implanted)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
