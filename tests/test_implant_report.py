@@ -305,8 +305,14 @@ def test_a_robustness_run_of_another_plan_is_refused(small, tmp_path):
         (["--out", "{tmp}/r.txt"], "must end in .pdf"),
         (["--out", "{tmp}/r.pdf", "--implant-date", "10/12/2026"], "expected a date YYYY-MM-DD"),
         (
-            ["--out", "{tmp}/r.pdf", "--implant-date", "2026-01-01", "--calibration-date",
-             "2026-02-01"],
+            [
+                "--out",
+                "{tmp}/r.pdf",
+                "--implant-date",
+                "2026-01-01",
+                "--calibration-date",
+                "2026-02-01",
+            ],
             "after the implant date",
         ),  # fmt: skip
         (["--out", "{tmp}/r.pdf", "--robustness", "{tmp}"], "cannot read it"),
@@ -340,3 +346,21 @@ def test_a_failed_write_leaves_the_previous_report_and_no_half_pair(small, tmp_p
     assert _seedopt("report", str(small), "--out", str(tmp_path / "r.pdf")) == 2
     assert (tmp_path / "r.pdf").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.pdf"]
+
+
+def test_the_ct_is_read_at_the_case_grids_voxel_centres():
+    from types import SimpleNamespace
+
+    from seedopt.case.grid import Grid
+    from seedopt.implant_report import ct_on_grid
+
+    # a CT of 1 mm voxels at x = 0 ... 9 mm whose HU is 100 x (its voxel's x in mm); the
+    # case grid's voxels at x = -2, 0.9, 3.8, 6.7, 9.6, 12.5 mm: the nearest CT voxels are
+    # none, 1, 4, 7, none (10 is past the last), none: HU -1000 (air) where there is none
+    ct_grid = Grid((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (2, 2, 10))
+    hu = np.broadcast_to(100.0 * np.arange(10), (2, 2, 10)).astype(np.float32)
+    case = SimpleNamespace(grid=Grid((-2.0, 0.0, 0.0), (2.9, 1.0, 1.0), (1, 1, 6)))
+    images = SimpleNamespace(ct=SimpleNamespace(grid=ct_grid, hu=hu))
+    got = ct_on_grid(case, images)[0, 0]
+    assert got.tolist() == [-1000.0, 100.0, 400.0, 700.0, -1000.0, -1000.0]
+    assert ct_on_grid(case, None) is None and ct_on_grid(case, SimpleNamespace(ct=None)) is None
