@@ -32,7 +32,7 @@ from seedopt.cli import main
 from seedopt.errors import SeedoptError
 from seedopt.export import RESULT_FILES, write_outputs
 from seedopt.implant_report import SEED_LENGTH_MM, SourceSummary, gather, needle_rows
-from seedopt.implant_report_render import write_html, write_pdf
+from seedopt.implant_report_render import blocks, write_pdf
 from seedopt.output_set import OutputSet
 from seedopt.plan_config import load_plan_spec
 from seedopt.planning import plan_case
@@ -282,8 +282,7 @@ def test_the_reirradiation_table_appears_for_a_reirradiation_plan_only(small, tm
     assert table.rows[0][5] == f"{cumulative:.1f}"
     write_pdf(report, tmp_path / "r.pdf")
     assert REIRRADIATION in "\n".join(_pdf_text(tmp_path / "r.pdf"))
-    write_html(report, tmp_path / "r.html")
-    assert REIRRADIATION in (tmp_path / "r.html").read_text()
+    assert REIRRADIATION in [b.heading for b in blocks(report)]  # the HTML's sections too
     assert gather(small).reirradiation_table() is None
 
 
@@ -364,3 +363,24 @@ def test_the_ct_is_read_at_the_case_grids_voxel_centres():
     got = ct_on_grid(case, images)[0, 0]
     assert got.tolist() == [-1000.0, 100.0, 400.0, 700.0, -1000.0, -1000.0]
     assert ct_on_grid(case, None) is None and ct_on_grid(case, SimpleNamespace(ct=None)) is None
+
+
+def test_a_dicom_plan_is_drawn_on_its_ct(tmp_path):
+    from dicom_series import phantom_rois, write_ct, write_rtstruct
+    from pydicom.uid import generate_uid
+
+    uids = {"study_uid": generate_uid(), "frame_uid": generate_uid()}
+    write_ct(tmp_path / "ct", **uids)  # water cylinder (0 HU) with a gas pocket (-800 HU)
+    rs = write_rtstruct(tmp_path / "rs.dcm", phantom_rois(), **uids)
+    cfg = str(tmp_path / "case.yaml")
+    assert _seedopt(
+        "init-case", "--ct", str(tmp_path / "ct"), "--rtstruct", str(rs), "--target", "gtv",
+        "--rx", "120", "--margin-mm", "30", "--out", cfg,
+    ) == 0  # fmt: skip
+    plan = tmp_path / "plan"
+    rc = _seedopt("plan", cfg, "--out", str(plan), "--method", "clinical", "--no-cache")
+    assert rc in (0, 3)
+    report = gather(plan)
+    assert report.background is not None
+    assert {-1000.0, -800.0, 0.0} <= set(np.unique(report.background).tolist())
+    assert "on the CT" in blocks(report)[-1].note  # the isodose slices' caption
