@@ -30,10 +30,9 @@ from test_planning import SMALL
 from seedopt.backend import cpu_backend
 from seedopt.cli import main
 from seedopt.errors import SeedoptError
-from seedopt.export import RESULT_FILES, write_outputs
+from seedopt.export import plan_document, write_dose_h5, write_json
 from seedopt.implant_report import SEED_LENGTH_MM, SourceSummary, gather, needle_rows
 from seedopt.implant_report_render import blocks, write_pdf
-from seedopt.output_set import OutputSet
 from seedopt.plan_config import load_plan_spec
 from seedopt.planning import plan_case
 
@@ -54,9 +53,12 @@ def _plan_folder(tmp: Path, config: dict, name: str) -> Path:
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(yaml.safe_dump(config))
     plan = plan_case(load_plan_spec(cfg), cpu_backend())
-    with OutputSet(tmp / name, RESULT_FILES) as outputs:
-        write_outputs(plan, outputs, cfg)
-    return tmp / name
+    folder = tmp / name  # what the report reads of a plan folder (not its figures)
+    folder.mkdir()
+    write_json(folder / "plan.json", plan_document(plan, cfg))
+    write_json(folder / "metrics.json", plan.metrics.to_json())
+    write_dose_h5(folder / "dose.h5", plan)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -384,3 +386,21 @@ def test_a_dicom_plan_is_drawn_on_its_ct(tmp_path):
     assert report.background is not None
     assert {-1000.0, -800.0, 0.0} <= set(np.unique(report.background).tolist())
     assert "on the CT" in blocks(report)[-1].note  # the isodose slices' caption
+
+
+def test_a_table_longer_than_a_page_continues_on_the_next_with_every_row(tmp_path):
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    from seedopt.implant_report import Table
+    from seedopt.implant_report_render import _Pages
+
+    rows = tuple((f"needle-{k:03d}", f"{k * 1.5:.1f}") for k in range(45))
+    with PdfPages(tmp_path / "t.pdf") as pdf:
+        pages = _Pages(pdf, "long")
+        pages.table(Table("Needles in insertion order", ("needle", "depth (mm)"), rows))
+        pages.finish_page()
+    text = _pdf_text(tmp_path / "t.pdf")
+    assert pages.count == len(text) == 2
+    assert "Needles in insertion order (continued)" in text[1]
+    found = re.findall(r"needle-(\d{3})", "\n".join(text))
+    assert found == [f"{k:03d}" for k in range(45)]  # each row once, in order

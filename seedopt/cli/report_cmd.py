@@ -57,7 +57,7 @@ def report_cmd(
         parse_date(implant_date, "--implant-date") if implant_date else None,
         parse_date(calibration_date, "--calibration-date") if calibration_date else None,
     )
-    writable_folder(out.parent if str(out.parent) else Path("."), f"--out {out}")
+    writable_folder(out.parent, f"--out {out}")
     try:
         # both files are complete on disk before either replaces its name
         with atomic_path(page) as html_tmp, atomic_path(out) as pdf_tmp:
