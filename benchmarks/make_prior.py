@@ -34,8 +34,17 @@ def write(path: Path) -> None:
     grid = Grid.covering((-64.0, -24.0, -80.0), (100.0, 148.0, 80.0), 4.0)
     dose = field_dose_gy(grid.points_mm(), BOX_LO, BOX_HI, DOSE_GY, PENUMBRA_MM)
     study = Study(
-        "seedopt^phantom", CASE, "", "", phantom_frame_uid(CASE + " study"), "1", "", "", "",
-        "", phantom_frame_uid(CASE),
+        "seedopt^phantom",
+        CASE,
+        "",
+        "",
+        phantom_frame_uid(CASE + " study"),
+        "1",
+        "",
+        "",
+        "",
+        "",
+        phantom_frame_uid(CASE),
     )
     ds = build_rtdose(dose.reshape(grid.shape), grid, study, None)
     ds.DoseComment = "prior course: 30 Gy in 10 fractions to the spine"

@@ -144,6 +144,8 @@ class PlanProblem:
         every structure with an EQD2 limit.
     prior_eqd2 : structure -> (n_k,) EQD2 of the prior course at its rows (Gy, recovery
         applied), for every structure with a cumulative limit; rows as ``A_oar``'s.
+    scenarios : the same problem with every candidate needle displaced by a sampled error,
+        one per scenario, for robust optimization (``optimizer.robust``); empty: none.
     """
 
     A_target: Any
@@ -159,6 +161,7 @@ class PlanProblem:
     geometry: CandidateGeometry | None = None
     implant_eqd2: dict[str, ImplantEqd2] = field(default_factory=dict)
     prior_eqd2: dict[str, Any] = field(default_factory=dict)
+    scenarios: tuple[PlanProblem, ...] = ()
 
     def __post_init__(self) -> None:
         for lim in self.hard:

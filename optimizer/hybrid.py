@@ -19,6 +19,10 @@ objective, never worse than the rule-based loading.
 4. The plan returned is the better, by the exact objective, of that and the rule's loading
    (``usable.rule_loading``: the rule's order cut down to the seed and needle caps, the
    same plan every method's usability is judged against).
+5. With ``robust`` set (off by default), that plan is then improved by the same exact local
+   search on the robust objective over ``problem.scenarios`` (``optimizer.robust``: the mean
+   or the tail mean of the plan objective with every needle displaced by a sampled error);
+   the plan returned is then the robust search's, whose nominal objective may be higher.
 
 Why: annealing from a good start finds the basin (how many needles, where), the local search
 makes it exact and finishes the fine moves that annealing reaches slowly, and the thinned
@@ -46,6 +50,7 @@ from .local_search import Loading, Neighbourhood, improve
 from .objective import decisive_rows, objective
 from .options import OptimizerOptions
 from .registry import BaseOptimizer, register, to_host
+from .robust import RobustLoading, RobustOptions
 from .usable import rule_loading
 
 HYBRID_ANNEAL = AnnealOptions(chains=12, iterations=2000, t0=0.3, p_swap=0.3)
@@ -107,6 +112,11 @@ class HybridOptions(OptimizerOptions):
     local_search_s: PositiveReal = Field(
         default=30.0, description="time limit of each local-search phase, s (a safety net)"
     )
+    robust: RobustOptions | None = Field(
+        default=None,
+        description="optimize the plan over sampled needle errors (docs/robustness.md); "
+        "None: the nominal plan",
+    )
     device_chains: Count = Field(
         default=1024,
         description="annealing chains on a GPU, at most as many as fit in half its free "
@@ -140,6 +150,28 @@ def thinned(problem: PlanProblem, rows: int, margin: float) -> PlanProblem:
             {k: slice(None, None, s) for k in problem.A_oar}, voxel_cc=problem.voxel_cc * s
         )
     return dataclasses.replace(problem, **changes)
+
+
+def robust_search(
+    problem: PlanProblem, x: np.ndarray, options: RobustOptions, neighbours: Neighbourhood
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The exact local search on the robust objective over ``problem.scenarios``, from the
+    nominal plan ``x``; the loading and what the result's ``extra`` records of it."""
+    rx = 1.0 + options.margin
+    scenarios = [
+        decisive_rows(dataclasses.replace(p, prescription_gy=p.prescription_gy * rx))
+        for p in problem.scenarios
+    ]
+    load = RobustLoading(scenarios, x, options.measure, options.tail)
+    start_f = load.f
+    moves = improve(load, neighbours, deadline=time.perf_counter() + options.time_s)  # type: ignore[arg-type]
+    return load.x.copy(), {
+        "robust_measure": options.measure,
+        "robust_scenarios": len(problem.scenarios),
+        "robust_fun_nominal_plan": start_f,
+        "robust_fun": load.f,
+        "moves_robust": moves,
+    }
 
 
 @register("hybrid")
@@ -225,6 +257,11 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
         moves += improve(fine, finish, deadline=time.perf_counter() + limit_s)
         record(fine.f)
         x, won = (fine.x, "search") if fine.f <= rule_fun else (rule_x, "rule")
+        robust: dict[str, Any] = {}
+        if options.robust is not None and problem.scenarios:
+            x, robust = robust_search(problem, x, options.robust, neighbours)
+            moves += robust["moves_robust"]
+            record(float(objective(problem, x)))
         return OptimizeResult(
             x=x,
             fun=float(objective(problem, x)),
@@ -245,5 +282,6 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
                 "start": won,
                 "trace_s": trace_s,
                 "trace_f": trace_f,
+                **robust,
             },
         )

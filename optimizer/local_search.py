@@ -15,7 +15,8 @@ it removes, scored by ``terms_from_doses`` (the formula of ``objective``). Moves
   one needle fewer is better.
 
 ``improve`` takes improving moves (ranked in float32, each re-scored exactly before it is
-taken) until none improves or a deadline passes.
+taken) until none improves or a deadline passes. Seeds a ``Loading`` holds ``frozen`` (seeds
+already deposited, ``seedopt.replan``) are never unloaded, moved or closed away.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ def pad(moves: list[tuple[int, ...]]) -> np.ndarray:
 class Loading:
     """One loading of ``problem`` with its exact doses, needle counts and objective.
 
-    ``problem`` should already be ``decisive_rows``; its matrices may be NumPy or CuPy."""
+    ``problem`` should already be ``decisive_rows``; its matrices may be NumPy or CuPy.
+    ``frozen``: (m,) bool, loaded candidates no move may unload (default none)."""
 
-    def __init__(self, problem: PlanProblem, x: Any) -> None:
+    def __init__(self, problem: PlanProblem, x: Any, frozen: Any = None) -> None:
         p = problem
         self.problem = p
         self.xp = xp = array_module(p.A_target)
@@ -80,6 +82,9 @@ class Loading:
         self.cap_seeds = math.inf if p.max_seeds is None else p.max_seeds
         self.cap_needles = math.inf if p.max_needles is None else p.max_needles
         self.x = np.asarray(to_host(x), dtype=bool).copy()
+        self.frozen = np.zeros(self.m, bool) if frozen is None else np.asarray(frozen, bool)
+        if self.frozen.shape != (self.m,) or (self.frozen & ~self.x).any():
+            raise ValueError("frozen must be (m,) bool and every frozen candidate loaded")
         x_dev = xp.asarray(self.x)
         self.d_t = dose(p.A_target, x_dev).astype(xp.float64)
         self.d_o = {s: dose(p.A_oar[s], x_dev).astype(xp.float64) for s in self.structures}
@@ -215,7 +220,7 @@ class Neighbourhood:
         (a step towards closing that needle): (k, 1) removed and (k, 1) added candidates."""
         free = ~load.x
         used = load.count[load.needle] > 0
-        loaded = np.flatnonzero(load.x)
+        loaded = np.flatnonzero(load.x & ~load.frozen)
         few = load.count[load.needle[loaded]] <= gather_max_seeds
         ok = (self.near[loaded] | (used[None] & few[:, None])) & free[None]
         i, b = np.nonzero(ok)
@@ -223,9 +228,10 @@ class Neighbourhood:
 
 
 def flips(load: Loading) -> tuple[np.ndarray, np.ndarray]:
-    """Every single flip: (m, 1) removed and (m, 1) added candidates."""
-    j = np.arange(load.m)
-    return np.where(load.x, j, -1)[:, None], np.where(load.x, -1, j)[:, None]
+    """Every single flip of a candidate that is not frozen: (k, 1) removed and (k, 1) added
+    candidates."""
+    j = np.flatnonzero(~load.frozen)
+    return np.where(load.x[j], j, -1)[:, None], np.where(load.x[j], -1, j)[:, None]
 
 
 def closing(load: Loading, needle_id: int) -> Move:
@@ -289,7 +295,12 @@ def improve(
         if neighbourhood is None:
             break
         best = NO_MOVE
-        small = [n for n in np.flatnonzero(load.count) if load.count[n] <= close_max_seeds]
+        fixed = np.unique(load.needle[load.frozen])
+        small = [
+            n
+            for n in np.flatnonzero(load.count)
+            if load.count[n] <= close_max_seeds and n not in fixed
+        ]
         for n in sorted(small, key=lambda n: load.count[n]):
             if time.perf_counter() >= deadline:
                 break

@@ -13,6 +13,7 @@ This module sits between the case/candidates/dose layers below it and ``planning
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,9 +118,19 @@ def prepare(
     candidates = build_candidates(case, spec.approach)
     times["candidates"] = time.perf_counter() - t
     t = time.perf_counter()
-    problem, cached = _build_problem(spec, case, candidates, source, backend, cache_dir)
+    problem, cached = build_problem(spec, case, candidates, source, backend, cache_dir)
     backend.synchronize()
     times["dose_matrix"] = time.perf_counter() - t
+    robust = getattr(spec.optimizer.options_for(), "robust", None)
+    if robust is not None:
+        from .robust_scenarios import scenario_problems
+
+        t = time.perf_counter()
+        scenarios = scenario_problems(
+            spec, case, candidates, source, backend, robust, spec.optimizer.seed
+        )
+        problem = dataclasses.replace(problem, scenarios=scenarios)
+        times["scenarios"] = time.perf_counter() - t
     t = time.perf_counter()
     limited = {lim.structure for lim in spec.hard_limits(case.skin)}
     if reuse is not None and limited <= set(reuse.outside):
@@ -173,7 +184,7 @@ def _candidate_geometry(case: Case, candidates: Candidates) -> CandidateGeometry
     )
 
 
-def _build_problem(
+def build_problem(
     spec: PlanSpec,
     case: Case,
     candidates: Candidates,

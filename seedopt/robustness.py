@@ -157,21 +157,31 @@ def sample_scenarios(
     if n < 1:
         raise SeedoptError(f"scenarios must be a whole number >= 1, got {n}")
     rng = np.random.default_rng(seed)
-    m, s = implant.n_needles, implant.seeds_mm.shape[0]
+    s = implant.seeds_mm.shape[0]
     seeds = np.empty((n, s, 3))
     axes = np.empty((n, s, 3))
     for i in range(n):
-        shift = (
-            unit_vectors(rng, m)
-            * gamma_magnitudes(rng, model.tip_mean_mm, model.tip_sd_mm, m)[:, None]
-        )
-        angle = np.radians(gamma_magnitudes(rng, model.angle_mean_deg, model.angle_sd_deg, m))
-        ref = unit_vectors(rng, m)
-        axis = np.cross(implant.directions, ref)  # perpendicular to the needle
-        axis /= np.maximum(np.linalg.norm(axis, axis=1, keepdims=True), 1e-12)
-        slide = rng.normal(0.0, model.spacing_sd_mm, s) if model.spacing_sd_mm else np.zeros(s)
-        seeds[i], axes[i] = implant.moved(shift, axis, angle, slide)
+        seeds[i], axes[i] = implant.moved(*needle_errors(rng, implant.directions, model, s))
     return seeds, axes
+
+
+def needle_errors(
+    rng: np.random.Generator, directions: np.ndarray, model: ErrorModel, n_seeds: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One scenario's errors of needles along ``directions`` (n, 3) under ``model``: tip
+    shifts (n, 3) mm in a uniform direction, tilt axes (n, 3) perpendicular to each needle,
+    tilt angles (n,) rad, and each of ``n_seeds`` seeds' slide along its needle (mm)."""
+    m = directions.shape[0]
+    shift = (
+        unit_vectors(rng, m) * gamma_magnitudes(rng, model.tip_mean_mm, model.tip_sd_mm, m)[:, None]
+    )
+    angle = np.radians(gamma_magnitudes(rng, model.angle_mean_deg, model.angle_sd_deg, m))
+    axis = np.cross(directions, unit_vectors(rng, m))  # perpendicular to the needle
+    axis /= np.maximum(np.linalg.norm(axis, axis=1, keepdims=True), 1e-12)
+    slide = (
+        rng.normal(0.0, model.spacing_sd_mm, n_seeds) if model.spacing_sd_mm else np.zeros(n_seeds)
+    )
+    return shift, axis, angle, slide
 
 
 def scenario_doses(

@@ -65,8 +65,9 @@ print("ok")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
-ASSEMBLERS = {"seedopt/pipeline.py", "tests/test_candidates.py"}
-"""Where ``build_candidates`` may be called: the pipeline and the candidates' own tests."""
+ASSEMBLERS = {"seedopt/pipeline.py", "seedopt/replan.py", "tests/test_candidates.py"}
+"""Where ``build_candidates`` may be called: the pipeline, the re-plan (whose candidates are the
+approach's beside the needles inserted) and the candidates' own tests."""
 
 
 def calls(path: Path, name: str) -> bool:
