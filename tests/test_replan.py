@@ -152,15 +152,11 @@ def test_the_implanted_csv_round_trips_and_bad_rows_are_named(tmp_path) -> None:
 
 
 def test_the_replan_command_prints_each_needles_decision(planned, tmp_path) -> None:
-    import yaml
     from test_cli import one_line_error, seedopt
+    from test_robustness import plan_folder
 
-    spec, plan, doc = planned
-    cfg = tmp_path / "case.yaml"
-    cfg.write_text(yaml.safe_dump(copy.deepcopy(SMALL)))
-    plan_dir = tmp_path / "plan"
-    plan_dir.mkdir()
-    (plan_dir / "plan.json").write_text(json.dumps(plan_document(plan, cfg)))
+    _, plan, doc = planned
+    plan_dir = plan_folder(tmp_path, plan)
     ins = tmp_path / "ins.csv"
     write_inserted_csv(ins, simulated_insertion(doc, FREEHAND, seed=1, deposit_first=1))
     out = tmp_path / "re"

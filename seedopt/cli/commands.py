@@ -428,20 +428,11 @@ PRE_PLAN_MAX_BYTES = 16 * 2**20
 def _read_pre_plan(path: Path) -> PlanMetrics:
     """The pre-plan's metrics.json (``--plan``), read and checked (``PlanMetrics.from_json``):
     one error naming the file (and the key) when it cannot be read or is of another shape."""
-    import json
-
+    from ..plan_dir import read_json_file
     from ..plan_metrics import PlanMetrics
 
     where = f"--plan {path}"
-    try:
-        if path.stat().st_size > PRE_PLAN_MAX_BYTES:
-            raise SeedoptError(f"{where}: larger than {PRE_PLAN_MAX_BYTES} bytes")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SeedoptError(f"{where}: cannot read it: {exc.strerror}") from None
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise SeedoptError(f"{where}: not valid JSON ({exc})") from None
-    return PlanMetrics.from_json(data, where)
+    return PlanMetrics.from_json(read_json_file(path, where, PRE_PLAN_MAX_BYTES), where)
 
 
 def _slug(model_id: str) -> str:
