@@ -6,12 +6,17 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import SeedoptError
 from .options import EXIT_GOALS_MISSED, backend_option, echo_backend
+
+if TYPE_CHECKING:
+    from ..plan_metrics import Goal
 
 REPLAN_FILES = ("replan.json", "replan.csv")
 
@@ -67,6 +72,7 @@ def replan_cmd(
     from ..plan_dir import PlanDir
     from ..replan import read_inserted, replan_case
 
+    doc: dict[str, Any] | None
     if case.is_dir():
         if plan_dir is not None:
             raise SeedoptError("--plan: CASE is already a plan folder")
@@ -153,10 +159,10 @@ def _point(p: list[float]) -> str:
     return "(" + ", ".join(f"{v:.1f}" for v in p) + ")"
 
 
-def format_goals(before: list, after: list) -> str:
+def format_goals(before: Sequence[Goal], after: Sequence[Goal]) -> str:
     """Each goal's value as inserted (the original loading carried) and after the re-plan."""
 
-    def cell(g) -> str:
+    def cell(g: Goal) -> str:
         value = f"{g.value:9.1f}" if g.evaluated else f"{'n/a':>9}"
         return f"{value} {'ok' if g.met else 'NO':>2}"
 
