@@ -19,13 +19,18 @@ demo: $(STAMP)
 	$(BIN)/seedopt plan configs/cases/vertebral.yaml --out out/vertebral
 
 # The DICOM tests check seedopt's RT Plan / RT Dose with independent tools: dciodvfy (dicom3tools)
-# and plastimatch (Debian packages), installed here when missing.
+# and plastimatch (Debian packages), installed here when missing; chromium opens the implant
+# report's HTML page in tests/test_implant_report.py.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-tools:
-	@if ! command -v dciodvfy >/dev/null || ! command -v plastimatch >/dev/null; then \
-	  echo "installing dicom3tools and plastimatch (apt)"; \
+	@missing=""; \
+	command -v dciodvfy >/dev/null || missing="$$missing dicom3tools"; \
+	command -v plastimatch >/dev/null || missing="$$missing plastimatch"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt)"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools plastimatch >/dev/null; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 test: $(STAMP) test-tools

@@ -94,9 +94,9 @@ def report(info: dict, args: argparse.Namespace, rows: list[dict]) -> str:
         "needle displaced under the 3D-printed-template model (tip 4.4 +- 2.9 mm, angle",
         "2.8 +- 1.7 deg); deposited: the deepest planned seed of each needle already in.",
         "",
-        "| case | cc | approach | plan meets goals | deposited | D90 before (% Rx) | goals before | "
-        "D90 after (% Rx) | goals after | seeds plan -> after | new needles | withdrawn | "
-        "s (max) |",
+        "| case | cc | approach | plan meets goals | deposited | D90 before (% Rx) | "
+        "goals before | D90 after (% Rx) | goals after | seeds plan -> after | new needles | "
+        "withdrawn | s (max) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(r["case"], r["deposited_per_needle"]) for r in rows}, key=str)

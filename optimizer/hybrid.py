@@ -12,8 +12,10 @@ objective, never worse than the rule-based loading.
    ``max(anneal_options.iterations, iterations_per_candidate x candidates) x effort`` moves.
 3. Local search (``local_search.improve``: flips, seed moves within ``radius_mm`` or to
    needles in use, needle closings) from the best ``polish_chains`` distinct chain ends (at
-   most ``polish_budget`` / candidates of them, at least one) on the thinned problem, then
-   from the best of those
+   most ``polish_budget`` / candidates of them, at least one) on the thinned problem; from
+   the best of those an iterated local search (``local_search.kicked``: ``kicks`` times,
+   at most ``kick_budget`` / candidates, empty a random needle in use, search again, keep
+   it if better; x ``effort``), then from the result
    on every row (flips only above ``fine_rows`` target rows): the plan is a local optimum of
    the exact objective under those moves (unless a phase hits its time limit).
 4. The plan returned is the better, by the exact objective, of that and the rule's loading
@@ -41,12 +43,12 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from seedopt.backend import array_module
-from seedopt.config_types import Count, Fraction, Length_mm, PositiveReal
+from seedopt.config_types import Count, Fraction, Length_mm, NonNegativeCount, PositiveReal
 
 from .anneal import AnnealOptions, anneal_chains, chains_that_fit
 from .base import OptimizeResult, PlanProblem
 from .highs import sample_rows
-from .local_search import Loading, Neighbourhood, improve
+from .local_search import Loading, Neighbourhood, improve, kicked
 from .objective import decisive_rows, objective
 from .options import OptimizerOptions
 from .registry import BaseOptimizer, register, to_host
@@ -106,6 +108,15 @@ class HybridOptions(OptimizerOptions):
         description="chain ends polished x candidates, at most (on large problems one "
         "chain end: the search costs grow with the candidates)",
     )
+    kicks: NonNegativeCount = Field(
+        default=20,
+        description="iterated local search after the thinned search: this many kicks (empty a "
+        "random needle in use, search again, keep it if better), at most kick_budget / "
+        "candidates of them; 0: none",
+    )
+    kick_budget: Count = Field(
+        default=20000, description="kicks x candidates, at most (fewer kicks on large problems)"
+    )
     radius_mm: Length_mm = Field(
         default=8.0, description="a local-search move takes a seed to a free candidate this near"
     )
@@ -157,9 +168,12 @@ def robust_search(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The exact local search on the robust objective over ``problem.scenarios``, from the
     nominal plan ``x``; the loading and what the result's ``extra`` records of it."""
-    load = RobustLoading(
-        [decisive_rows(p) for p in problem.scenarios], x, options.measure, options.tail
-    )
+    rx = 1.0 + options.margin
+    scenarios = [
+        decisive_rows(dataclasses.replace(p, prescription_gy=p.prescription_gy * rx))
+        for p in problem.scenarios
+    ]
+    load = RobustLoading(scenarios, x, options.measure, options.tail)
     start_f = load.f
     moves = improve(load, neighbours, deadline=time.perf_counter() + options.time_s)  # type: ignore[arg-type]
     return load.x.copy(), {
@@ -247,6 +261,15 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
             if coarse is None or load.f < coarse.f:
                 coarse = load
         assert coarse is not None
+        kicks = min(options.kicks, options.kick_budget // problem.n_candidates)
+        coarse, kept, kick_moves = kicked(
+            coarse,
+            neighbours,
+            math.ceil(kicks * options.effort),
+            np.random.default_rng(rng),
+            deadline=time.perf_counter() + limit_s,
+        )
+        moves += kick_moves
         search_fun = float(objective(problem, coarse.x))
         record(search_fun)
         fine = Loading(exact, coarse.x)
@@ -275,6 +298,8 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
                 "anneal_fun": anneal_fun,
                 "search_fun": search_fun,
                 "moves": moves,
+                "kicks": kicks,
+                "kicks_kept": kept,
                 "iterations": iterations,
                 "start": won,
                 "trace_s": trace_s,

@@ -14,6 +14,9 @@ it removes, scored by ``terms_from_doses`` (the formula of ``objective``). Moves
   closing is scored as one move (its exact objective), so it is taken only if the plan with
   one needle fewer is better.
 
+``kicked`` iterates the search (iterated local search): it empties a random needle in use,
+searches again, and keeps the result when it is better, to leave a local optimum.
+
 ``improve`` takes improving moves (ranked in float32, each re-scored exactly before it is
 taken) until none improves or a deadline passes. Seeds a ``Loading`` holds ``frozen`` (seeds
 already deposited, ``seedopt.replan``) are never unloaded, moved or closed away.
@@ -312,3 +315,31 @@ def improve(
         load.apply(best)
         steps += 1
     return steps
+
+
+def kicked(
+    load: Loading,
+    neighbourhood: Neighbourhood,
+    kicks: int,
+    rng: np.random.Generator,
+    *,
+    deadline: float = math.inf,
+) -> tuple[Loading, int, int]:
+    """Iterated local search from ``load`` (a local optimum): ``kicks`` times, close a needle
+    in use chosen at random (unload all its seeds; never one holding a frozen seed), improve
+    the result, and keep it when its objective is lower. Returns the best loading, the kicks
+    kept and the local-search moves taken."""
+    best, kept, moves = load, 0, 0
+    for _ in range(kicks):
+        if time.perf_counter() >= deadline:
+            break
+        fixed = np.unique(best.needle[best.frozen])
+        open_ = np.setdiff1d(np.flatnonzero(best.count), fixed)
+        if open_.size < 2:
+            break
+        x = best.x & (best.needle != rng.choice(open_))
+        trial = Loading(best.problem, x, frozen=best.frozen)
+        moves += improve(trial, neighbourhood, deadline=deadline)
+        if trial.f < best.f - 1e-12:
+            best, kept = trial, kept + 1
+    return best, kept, moves

@@ -44,6 +44,11 @@ class RobustOptions(OptimizerOptions):
         default=None,
         description="the error model (docs/robustness.md); default: by the plan's approach",
     )
+    margin: Fraction = Field(
+        default=0.0,
+        description="the scenarios' prescription is raised by this fraction, so that a plan "
+        "fitted to K samples also covers scenarios not sampled",
+    )
     time_s: PositiveReal = Field(
         default=60.0, description="time limit of the robust local search, s"
     )

@@ -83,113 +83,170 @@ SEEDS_SHOWN_WITHIN_MM = 5.0
 
 
 def dvh_figure(plan: Any, path: Path) -> None:
-    """Cumulative DVH of every structure (physical implant dose), with the prescription
-    marked; for each EQD2 limit, its structure's EQD2 curve (dashed, the same colour) and
-    the limit (a tick)."""
+    """The DVH of a plan (``draw_dvh``) as a PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    draw_dvh(ax, plan.case, plan.dose_gy, plan.metrics.prescription_gy, plan.spec, plan.source)
+    ax.set_title(f"{plan.case.name}: cumulative DVH ({plan.result.method})")
+    fig.tight_layout()
+    _save(fig, path, dpi=110)
+
+
+def draw_dvh(ax: Any, case: Any, dose_gy: np.ndarray, rx_gy: float, spec: Any, source: Any) -> None:
+    """Cumulative DVH of every structure of ``case`` under ``dose_gy`` (Gy, grid shape;
+    physical implant dose), with the prescription ``rx_gy`` marked; for each EQD2 limit of
+    ``spec``, its structure's EQD2 curve (dashed, the same colour) and the limit (a tick)."""
     from .metrics import Structure
     from .plan_metrics import QUANTITY_NAMES
     from .reirradiation import limited_volume
 
-    plt = _pyplot()
-    case, rx = plan.case, plan.metrics.prescription_gy
-    fig, ax = plt.subplots(figsize=(8, 5))
-    top = 3.0 * rx
+    top = 3.0 * rx_gy
     colours, eqd2 = {}, False
     for name, mask in case.masks.items():
         if name == case.body:
             continue
-        s = Structure.from_mask(plan.dose_gy, mask, case.grid.voxel_cc)
+        s = Structure.from_mask(dose_gy, mask, case.grid.voxel_cc)
         levels, pct = s.dvh(bin_gy=top / 400, max_gy=top)
         (line,) = ax.plot(levels, pct, lw=2.5 if name == case.target else 1.2, label=name)
         colours[name] = line.get_color()
-    for lim in plan.spec.hard_limits(case.skin):
+    for lim in spec.hard_limits(case.skin):
         if lim.quantity == "physical":
             continue
         eqd2 = True
-        volume = limited_volume(plan.spec, case, plan.source, lim, plan.dose_gy)
+        volume = limited_volume(spec, case, source, lim, dose_gy)
         s = Structure.from_mask(volume, case.masks[lim.structure], case.grid.voxel_cc)
         levels, pct = s.dvh(bin_gy=top / 400, max_gy=top)
         label = f"{lim.structure} {QUANTITY_NAMES[lim.quantity]}"
         ax.plot(levels, pct, ls="--", lw=1.5, color=colours.get(lim.structure), label=label)
         ax.plot([lim.max_gy], [0.5], marker="|", ms=14, color=colours.get(lim.structure))
-    ax.axvline(rx, color="k", ls="--", lw=1, label=f"prescription {rx:g} Gy")
+    ax.axvline(rx_gy, color="k", ls="--", lw=1, label=f"prescription {rx_gy:g} Gy")
     ax.set(
         xlabel="dose (Gy; EQD2 for the dashed curves)" if eqd2 else "dose (Gy)",
         ylabel="volume (%)",
         xlim=(0, top),
         ylim=(0, 101),
-        title=f"{case.name}: cumulative DVH ({plan.result.method})",
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path, dpi=110)
+
+
+ISODOSE_PCT = (50, 100, 150, 200)
+"""Isodose lines drawn, % of the prescription."""
+ISODOSE_ON_WASH = ("c", "w", "y", "m")
+ISODOSE_ON_GREY = ("cyan", "yellow", "white", "magenta")
+"""Their colours over the dose colour wash, and over a grey CT (apart from the structures'
+tab10 outlines)."""
+
+
+def target_centre_index(case: Any) -> np.ndarray:
+    """The voxel (z, y, x) nearest the target's centre of mass."""
+    return np.argwhere(case.masks[case.target]).mean(axis=0).round().astype(int)
 
 
 def slice_figure(plan: Any, path: Path) -> None:
-    """Axial and sagittal slices through the target's centre: dose colour wash, isodose lines
-    at 50/100/150/200 % of the prescription, structure outlines, needles (projected) and the
-    seeds within ``SEEDS_SHOWN_WITHIN_MM`` of each slice."""
+    """Axial and sagittal slices through the target's centre (``draw_slice`` with the dose
+    as a colour wash)."""
     plt = _pyplot()
     case, rx = plan.case, plan.spec.prescription_gy
-    grid = case.grid
-    centre = np.argwhere(case.masks[case.target]).mean(axis=0).round().astype(int)  # z, y, x
-    x, y, z = grid.axes_mm()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 6))
-    views = [
-        ("axial", centre[0], 0, (x, y), ("x (mm)", "y (mm)"), (0, 1)),
-        ("sagittal", centre[2], 2, (y, z), ("y (mm)", "z (mm)"), (1, 2)),
+    centre = target_centre_index(case)
+    needles = [
+        (plan.candidates.needles[k].entry_mm, plan.candidates.needles[k].tip_mm)
+        for k in plan.used_needles()
     ]
-    seeds = plan.seeds_mm
-    for ax, (title, index, axis, (h, v), labels, (ih, iv)) in zip(axes, views, strict=True):
-        cut = np.take(plan.dose_gy, index, axis=axis)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6))
+    for ax, (axis, index) in zip(axes, ((0, centre[0]), (2, centre[2])), strict=True):
+        im = draw_slice(ax, case, plan.dose_gy, rx, plan.seeds_mm, needles, axis, int(index))
+    fig.colorbar(im, ax=axes, shrink=0.8, label="dose (Gy), clipped at 300 % Rx")
+    fig.suptitle(f"{case.name}: {len(plan.seeds_mm)} seeds, {len(needles)} needles, Rx {rx:g} Gy")
+    _save(fig, path, dpi=100)
+
+
+VIEWS = {0: ("axial", (0, 1)), 1: ("coronal", (0, 2)), 2: ("sagittal", (1, 2))}
+"""Array axis (z, y, x) cut -> view name and the coordinates (x, y, z indices) shown."""
+
+
+def draw_slice(
+    ax: Any,
+    case: Any,
+    dose_gy: np.ndarray,
+    rx_gy: float,
+    seeds_mm: np.ndarray,
+    needles: list[tuple[np.ndarray, np.ndarray]],
+    axis: int,
+    index: int,
+    background: np.ndarray | None = None,
+) -> Any:
+    """One slice of ``case`` (array ``axis`` 0 axial, 1 coronal, 2 sagittal, at ``index``):
+    isodose lines at ``ISODOSE_PCT`` of ``rx_gy`` over the dose ``dose_gy`` (Gy, grid shape)
+    as a colour wash, or over ``background`` (grid shape, grey levels 0 black to 1 white: a
+    windowed CT) when given, the lines then in ``ISODOSE_ON_GREY`` and the structures
+    dashed; structure outlines, needles ((entry, tip) mm, projected) and the seeds (mm)
+    within ``SEEDS_SHOWN_WITHIN_MM`` of the slice. Returns the image drawn."""
+    name, (ih, iv) = VIEWS[axis]
+    coords = case.grid.axes_mm()  # x, y, z
+    h, v = coords[ih], coords[iv]
+    extent = (h[0], h[-1], v[0], v[-1])
+    cut = np.take(dose_gy, index, axis=axis)
+    if background is None:
         im = ax.imshow(
-            np.minimum(cut, 3 * rx),
+            np.minimum(cut, 3 * rx_gy),
             origin="lower",
             cmap="jet",
             alpha=0.75,
-            extent=(h[0], h[-1], v[0], v[-1]),
+            extent=extent,
             aspect="equal",
         )
-        cs = ax.contour(
-            h,
-            v,
-            cut,
-            levels=[0.5 * rx, rx, 1.5 * rx, 2 * rx],
-            colors=["c", "w", "y", "m"],
-            linewidths=1.2,
+    else:
+        im = ax.imshow(
+            np.take(background, index, axis=axis),
+            origin="lower",
+            cmap="gray",
+            vmin=0.0,
+            vmax=1.0,
+            extent=extent,
+            aspect="equal",
         )
-        ax.clabel(
-            cs,
-            fmt={lv: f"{p}%" for lv, p in zip(cs.levels, (50, 100, 150, 200), strict=False)},
-            fontsize=7,
-        )
-        for k, (name, mask) in enumerate(case.masks.items()):
-            m = np.take(mask, index, axis=axis)
-            if m.any() and 0 < m.sum() < m.size:
-                ax.contour(
-                    h, v, m.astype(float), levels=[0.5], colors=[f"C{k % 10}"], linewidths=1.0
-                )
-                ax.plot([], [], color=f"C{k % 10}", label=name)
-        plane_mm = (z, y, x)[axis][index]  # array axis (z, y, x) -> coordinate index 2 - axis
-        near = np.abs(seeds[:, 2 - axis] - plane_mm) <= SEEDS_SHOWN_WITHIN_MM
-        ax.plot(seeds[near, ih], seeds[near, iv], "o", ms=4, mfc="k", mec="w", label="seeds")
-        for k in plan.used_needles():
-            n = plan.candidates.needles[k]
-            ax.plot(
-                [n.entry_mm[ih], n.tip_mm[ih]],
-                [n.entry_mm[iv], n.tip_mm[iv]],
-                "-",
-                color="0.3",
-                lw=0.6,
-            )
-        ax.set(title=f"{title} at {plane_mm:.0f} mm", xlabel=labels[0], ylabel=labels[1])
-        ax.legend(fontsize=7, loc="upper right")
-    fig.colorbar(im, ax=axes, shrink=0.8, label="dose (Gy), clipped at 300 % Rx")
-    fig.suptitle(
-        f"{case.name}: {len(seeds)} seeds, {len(plan.used_needles())} needles, Rx {rx:g} Gy"
+    colours = ISODOSE_ON_WASH if background is None else ISODOSE_ON_GREY
+    cs = ax.contour(
+        h,
+        v,
+        cut,
+        levels=[p / 100 * rx_gy for p in ISODOSE_PCT],
+        colors=colours,
+        linewidths=1.2 if background is None else 1.6,
     )
-    _save(fig, path, dpi=100)
+    ax.clabel(
+        cs,
+        fmt={lv: f"{p}%" for lv, p in zip(cs.levels, ISODOSE_PCT, strict=False)},
+        fontsize=7,
+    )
+    for k, (structure, mask) in enumerate(case.masks.items()):
+        m = np.take(mask, index, axis=axis)
+        if m.any() and 0 < m.sum() < m.size:
+            ls = "solid" if background is None else "dashed"
+            ax.contour(
+                h, v, m.astype(float), levels=[0.5], colors=[f"C{k % 10}"], linewidths=1.0,
+                linestyles=ls,
+            )  # fmt: skip
+            ax.plot([], [], color=f"C{k % 10}", ls=ls, label=structure)
+    if background is not None:
+        for p, colour in zip(ISODOSE_PCT, colours, strict=True):
+            ax.plot([], [], color=colour, lw=1.6, label=f"{p} % isodose")
+    plane_mm = coords[2 - axis][index]  # array axis (z, y, x) -> coordinate index 2 - axis
+    seeds = np.asarray(seeds_mm, float).reshape(-1, 3)
+    near = np.abs(seeds[:, 2 - axis] - plane_mm) <= SEEDS_SHOWN_WITHIN_MM
+    ax.plot(seeds[near, ih], seeds[near, iv], "o", ms=4, mfc="k", mec="w", label="seeds")
+    grey = "0.3" if background is None else "0.7"
+    for entry, tip in needles:
+        ax.plot([entry[ih], tip[ih]], [entry[iv], tip[iv]], "-", color=grey, lw=0.6)
+    labels = "xyz"
+    ax.set(
+        title=f"{name} at {labels[2 - axis]} = {plane_mm:.0f} mm",
+        xlabel=f"{labels[ih]} (mm)",
+        ylabel=f"{labels[iv]} (mm)",
+    )
+    ax.legend(fontsize=7, loc="upper right")
+    return im
 
 
 def dvh_band_figure(robustness: Any, nominal_gy: Any, rx_gy: float, title: str, path: Path) -> None:

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from .candidates.config import ApproachSpec
+from .candidates.config import CT_KEEPOUT_NEEDS_CT, ApproachSpec
 from .case.config import (
     CaseSpec,
     _closest,
@@ -292,6 +292,10 @@ class PlanSpec(CaseSpec):
                         f"radiobiology.{table}.{name}: no structure named "
                         f"{name!r}{_closest(name, known)}"
                     )
+        if "ct_keepout" in self.approach.model_fields_set and (
+            self.dicom is None or self.dicom.ct is None
+        ):
+            raise ValueError(f"approach.{CT_KEEPOUT_NEEDS_CT}")
         return self
 
     def hard_limits(self, skin_name: str) -> list[HardLimit]:

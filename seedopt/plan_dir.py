@@ -31,16 +31,22 @@ def config_record(config: Path) -> dict[str, str]:
     return {"path": str(config.resolve()), "sha256": file_sha256(config)}
 
 
+def read_json_file(path: Path, where: str, max_bytes: int) -> Any:
+    """The JSON document in ``path``, or one error starting with ``where``: too large,
+    unreadable or not JSON."""
+    try:
+        if path.stat().st_size > max_bytes:
+            raise SeedoptError(f"{where}: larger than {max_bytes} bytes")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SeedoptError(f"{where}: cannot read it: {exc.strerror}") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise SeedoptError(f"{where}: not valid JSON ({exc})") from None
+
+
 def read_plan_json(path: Path) -> dict[str, Any]:
     """A plan.json, or one error naming it: unreadable, not JSON, or without a needles list."""
-    try:
-        if path.stat().st_size > PLAN_JSON_MAX_BYTES:
-            raise SeedoptError(f"{path}: larger than {PLAN_JSON_MAX_BYTES} bytes")
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SeedoptError(f"{path}: cannot read the plan: {exc.strerror}") from None
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise SeedoptError(f"{path}: not valid JSON ({exc})") from None
+    doc = read_json_file(path, str(path), PLAN_JSON_MAX_BYTES)
     if not isinstance(doc, dict) or not isinstance(doc.get("needles"), list):
         raise SeedoptError(f"{path}: not a seedopt plan.json (no needles list)")
     return doc

@@ -22,6 +22,7 @@ metrics.json (values in Gy, cc, % or s; null where a value is not computable)::
      "notes": [str], "runtime_s": {step: s},
      plans only: "objective", "optimizer_message", "dose_matrix_dtype",
                  "dose_matrix_cached", "n_candidate_seeds", "n_candidate_needles",
+                 "candidate_drops": {reason: lines} (traced needle lines dropped, by reason),
      evaluate --plan only: "pre_plan": {"folder", "structures"}}
 """
 
@@ -176,6 +177,8 @@ class OptimizerRun:
     dose_matrix_cached: bool
     n_candidate_seeds: int
     n_candidate_needles: int
+    candidate_drops: Mapping[str, int] = field(default_factory=lambda: _frozen({}))
+    """Traced needle lines that gave no candidate, by reason (``candidates.drops.KEYS``)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -185,6 +188,7 @@ class OptimizerRun:
             "dose_matrix_cached": self.dose_matrix_cached,
             "n_candidate_seeds": self.n_candidate_seeds,
             "n_candidate_needles": self.n_candidate_needles,
+            "candidate_drops": dict(self.candidate_drops),
         }
 
 
@@ -283,6 +287,7 @@ class PlanMetrics:
                 bool(d.get("dose_matrix_cached", False)),
                 _count(d, "n_candidate_seeds", where),
                 _count(d, "n_candidate_needles", where),
+                _counts(d.get("candidate_drops", {}), f"{where}: candidate_drops"),
             )
         runtime = _mapping(d.get("runtime_s", {}), f"{where}: runtime_s")
         pre = None
@@ -363,6 +368,12 @@ def _count(d: Mapping[str, Any], key: str, where: str) -> int:
     if not (math.isfinite(v) and v >= 0 and v == int(v)):
         raise SeedoptError(f"{where}: {key} must be a whole number >= 0 (found {v!r})")
     return int(v)
+
+
+def _counts(value: Any, where: str) -> Mapping[str, int]:
+    """A mapping of names to whole numbers >= 0."""
+    d = _mapping(value, where)
+    return _frozen({str(k): _count(d, k, where) for k in d})
 
 
 def _structures(d: Mapping[str, Any], key: str, where: str) -> Mapping[str, Mapping[str, float]]:

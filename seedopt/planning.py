@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .backend import Backend, out_of_memory_errors
-from .candidates import Candidates
+from .candidates import Candidates, candidate_note
 from .case import Case
 from .dose import dose_at_points
 from .errors import SeedoptError
@@ -183,6 +183,8 @@ def finish_plan(
             f"the float32 dose matrix does not fit twice in the free memory of the "
             f"{backend.name}: stored in float16 (dose sums within 0.1 % of float32)"
         )
+    if candidates.dropped:  # traced by the approach (replan's carry no counts)
+        notes.append(candidate_note(candidates, spec.approach))
     metrics = dataclasses.replace(
         metrics,
         notes=(*notes, *metrics.notes),
@@ -194,6 +196,7 @@ def finish_plan(
             prepared.matrix_cached,
             candidates.n_seeds,
             candidates.n_needles,
+            candidates.dropped,
         ),
     )
     return Plan(

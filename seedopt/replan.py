@@ -126,6 +126,49 @@ def read_inserted_csv(path: Path) -> list[InsertedNeedle]:
     return needles
 
 
+def inserted_from_rtplan(path: Path, case: Case) -> list[InsertedNeedle]:
+    """The needles of an RT Plan of the seeds deposited so far (``dicom.read_rtplan_seeds``):
+    one needle per channel, along its seeds' axis (entry to tip), its tip at the deepest seed
+    and its entry where the line, traced back from the tip, leaves the body (or the grid);
+    every seed of the channel deposited."""
+    from .candidates.seeds import mask_at
+    from .dicom import read_rtplan_seeds
+
+    s = read_rtplan_seeds(path)
+    body = case.masks[case.body]
+    reach = float(np.linalg.norm(np.asarray(case.grid.shape) * case.grid.spacing_mm))
+    steps = np.arange(0.0, reach, 0.5)
+    out = []
+    for k in np.unique(s.channel):
+        on = s.channel == k
+        d = s.axes[on].mean(axis=0)
+        if not np.linalg.norm(d) > 0:
+            raise SeedoptError(f"--implanted {path}: channel {k + 1}: its seeds' axes cancel")
+        d = d / np.linalg.norm(d)
+        seeds = s.positions_mm[on]
+        off = np.linalg.norm(np.cross(seeds - seeds[0], d), axis=1).max()
+        if off > 1.0:
+            raise SeedoptError(
+                f"--implanted {path}: channel {k + 1}: its seeds lie up to {off:.1f} mm off one "
+                "straight needle along their axis"
+            )
+        tip = seeds[np.argmax(seeds @ d)]
+        line = tip - steps[:, None] * d
+        inside = mask_at(body, case.grid, line)
+        out_at = np.flatnonzero(~inside & (steps > 0))
+        entry = line[out_at[0]] if out_at.size else line[-1]
+        out.append(InsertedNeedle(f"channel {k + 1}", entry, tip, seeds))
+    return out
+
+
+def read_inserted(path: Path, case: Case) -> list[InsertedNeedle]:
+    """The inserted needles of ``--implanted``: an RT Plan (``inserted_from_rtplan``) or a
+    CSV (``read_inserted_csv``)."""
+    from .dicom.files import has_preamble
+
+    return inserted_from_rtplan(path, case) if has_preamble(path) else read_inserted_csv(path)
+
+
 def _number(text: Any, where: str) -> float:
     try:
         value = float(str(text).strip())

@@ -31,12 +31,34 @@ def _gy(value: float, width: int = 8) -> str:
     return f"{value:>{width}.1f}" if math.isfinite(value) else f"{'n/a':>{width}}"
 
 
-def _status(g: Goal) -> str:
+def goal_status(g: Goal) -> str:
+    """PASS, FAIL (by how much) or NOT EVALUATED (why): a goal's verdict as the tables show it."""
     if g.met:
         return "PASS"
     if not g.evaluated:
         return f"NOT EVALUATED ({g.reason})"
     return f"FAIL (misses by {g.miss_gy:.1f} Gy, {100 * g.miss_gy / g.limit:.1f} %)"
+
+
+EQD2_PARTS = ("prior", "cumulative")
+"""The EQD2 parts a re-irradiation adds to the implant's (metrics.json ``*_eqd2_<part>_gy``)."""
+
+
+def eqd2_rows(m: PlanMetrics) -> list[tuple[str, str, dict[str, float]]]:
+    """Each EQD2-limited metric: (structure, metric, {"physical": Gy, "implant": EQD2 Gy,
+    and where a prior course is known "prior", "cumulative": EQD2 Gy}), from metrics.json's
+    ``<metric>_eqd2_implant_gy`` keys."""
+    rows = []
+    for name, s in m.structures.items():
+        for key in s:
+            if key.endswith("_eqd2_implant_gy"):
+                metric = key.removesuffix("_eqd2_implant_gy")
+                values = {"physical": s[metric + "_gy"], "implant": s[key]}
+                for part in EQD2_PARTS:
+                    if f"{metric}_eqd2_{part}_gy" in s:
+                        values[part] = s[f"{metric}_eqd2_{part}_gy"]
+                rows.append((name, metric, values))
+    return rows
 
 
 def format_report(m: PlanMetrics) -> str:
@@ -58,15 +80,9 @@ def format_report(m: PlanMetrics) -> str:
             f"{name:16} {s['volume_cc']:>7.1f} {_gy(s['Dmax_gy'])} "
             f"{_gy(s['D0.1cc_gy'])} {_gy(s['D2cc_gy'])} {_gy(s['Dmean_gy'])}"
         )
-    for name, s in m.structures.items():
-        for key in s:
-            if key.endswith("_eqd2_implant_gy"):
-                metric = key.removesuffix("_eqd2_implant_gy")
-                parts = [f"physical {s[metric + '_gy']:.1f}", f"implant {s[key]:.1f}"]
-                for part in ("prior", "cumulative"):
-                    if f"{metric}_eqd2_{part}_gy" in s:
-                        parts.append(f"{part} {s[f'{metric}_eqd2_{part}_gy']:.1f}")
-                lines.append(f"{name} {metric} EQD2 (Gy): {', '.join(parts)}")
+    for name, metric, values in eqd2_rows(m):
+        parts = ", ".join(f"{part} {v:.1f}" for part, v in values.items())
+        lines.append(f"{name} {metric} EQD2 (Gy): {parts}")
     for name, b in m.beyond_grid.items():
         outside = "unbounded" if math.isinf(b.outside_cc) else f"{b.outside_cc:.1f} cc"
         lines.append(
@@ -75,7 +91,7 @@ def format_report(m: PlanMetrics) -> str:
         )
     lines.append("goals:")
     for g in m.goals:
-        lines.append(f"  {g.name:40} {_gy(g.value)} Gy  {_status(g)}")
+        lines.append(f"  {g.name:40} {_gy(g.value)} Gy  {goal_status(g)}")
     times = ", ".join(f"{k} {v:.2f} s" for k, v in m.runtime_s.items())
     lines.append(f"time: {times}")
     return "\n".join(lines)

@@ -30,6 +30,14 @@ DEFAULT_HALF_LIFE_D = 59.4
 """I-125 half-life used by TG-43U1 (days); 59.6 d is also used clinically."""
 
 
+def decay_factor(days: float, half_life_d: float) -> float:
+    """exp(-ln 2 t / T1/2): the fraction of a seed's air-kerma strength (and apparent
+    activity) left ``days`` later (negative ``days``: earlier, a factor above 1)."""
+    if not (math.isfinite(days) and math.isfinite(half_life_d) and half_life_d > 0):
+        raise SeedoptError(f"decay over {days!r} days with half-life {half_life_d!r} d")
+    return math.exp(-math.log(2.0) * days / half_life_d)
+
+
 @dataclass(frozen=True, eq=False)
 class SourceModel:
     """TG-43U1 consensus dosimetry parameters of one seed model (compared by identity).

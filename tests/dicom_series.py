@@ -44,9 +44,11 @@ def write_ct(
     skip: int | None = None,
     orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
     z_offset_mm: float = 0.0,
+    inserts: tuple[tuple[float, float, float, float, int], ...] = (),
 ) -> list[Path]:
     """A water cylinder (radius 45 mm, 0 HU) in air (-1000 HU) with a gas pocket (-800 HU)
-    inside it; slice k's corner pixel holds k (to check the order). Files are named in reverse
+    inside it, and ``inserts`` (x0, x1, y0, y1, HU: boxes through every slice, mm, drawn
+    last); slice k's corner pixel holds k (to check the order). Files are named in reverse
     order of z so that sorting by name would be wrong."""
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = series_uid or generate_uid()
@@ -56,6 +58,10 @@ def write_ct(
     r = np.hypot(x[None, :], y[:, None])
     slice_hu = np.where(r <= BODY_RADIUS_MM, 0, -1000).astype(np.int16)
     slice_hu[np.hypot(x[None, :] + 15, y[:, None] - 10) <= 8] = -800
+    for x0, x1, y0, y1, hu in inserts:
+        slice_hu[
+            (y[:, None] >= y0) & (y[:, None] <= y1) & (x[None, :] >= x0) & (x[None, :] <= x1)
+        ] = hu
     paths = []
     for k in range(nz):
         if k == skip:

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 from seedopt.optimizer import HardLimit, SoftWeights, get_optimizer, objective, terms
 from seedopt.optimizer.hybrid import thinned
-from seedopt.optimizer.local_search import Loading, Neighbourhood, closing, flips, improve, pad
+from seedopt.optimizer.local_search import (
+    Loading,
+    Neighbourhood,
+    closing,
+    flips,
+    improve,
+    kicked,
+    pad,
+)
 from seedopt.optimizer.objective import decisive_rows, dose, terms_from_doses
 from seedopt.optimizer.synthetic import RECTUM_LIMITS, RX_GY, synthetic_problem
 from seedopt.optimizer.usable import rule_loading
@@ -108,6 +116,24 @@ def test_local_search_ends_at_a_local_optimum_without_getting_worse(seed: int) -
     rem, add = flips(load)
     r2, a2 = neighbours.moves(load)
     assert load.score(np.concatenate([rem, r2]), np.concatenate([add, a2])).min() >= load.f - 1e-9
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kicks_leave_a_local_optimum_only_for_a_better_plan(seed: int) -> None:
+    """The iterated search's plan is never worse than the local optimum it starts from, its
+    objective is exact, and with a frozen seed the needle holding it is never emptied."""
+    p = decisive_rows(problem(seed))
+    neighbours = Neighbourhood(p, 12.0)
+    load = Loading(p, np.random.default_rng(seed).random(p.n_candidates) < 0.4)
+    improve(load, neighbours)
+    best, kept, _ = kicked(load, neighbours, 8, np.random.default_rng(seed))
+    assert best.f <= load.f and (kept == 0) == (best is load)
+    assert best.f == pytest.approx(float(objective(p, best.x)), rel=1e-6)
+    frozen = np.zeros(p.n_candidates, bool)
+    frozen[np.flatnonzero(best.x)[0]] = True
+    held = Loading(p, best.x, frozen=frozen)
+    after, _, _ = kicked(held, neighbours, 8, np.random.default_rng(seed + 1))
+    assert after.x[frozen].all()
 
 
 def test_local_search_keeps_the_caps() -> None:

@@ -65,9 +65,16 @@ print("ok")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
-ASSEMBLERS = {"seedopt/pipeline.py", "seedopt/replan.py", "tests/test_candidates.py"}
+ASSEMBLERS = {
+    "seedopt/pipeline.py",
+    "seedopt/replan.py",
+    "tests/test_candidates.py",
+    "tests/test_paths.py",
+    "benchmarks/bench_paths.py",
+}
 """Where ``build_candidates`` may be called: the pipeline, the re-plan (whose candidates are the
-approach's beside the needles inserted) and the candidates' own tests."""
+approach's beside the needles inserted), the candidates' own tests (their geometry, their
+path rules) and the path-rules benchmark (candidates with and without the CT)."""
 
 
 def calls(path: Path, name: str) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,15 +152,11 @@ def test_the_implanted_csv_round_trips_and_bad_rows_are_named(tmp_path) -> None:
 
 
 def test_the_replan_command_prints_each_needles_decision(planned, tmp_path) -> None:
-    import yaml
     from test_cli import one_line_error, seedopt
+    from test_robustness import plan_folder
 
-    spec, plan, doc = planned
-    cfg = tmp_path / "case.yaml"
-    cfg.write_text(yaml.safe_dump(copy.deepcopy(SMALL)))
-    plan_dir = tmp_path / "plan"
-    plan_dir.mkdir()
-    (plan_dir / "plan.json").write_text(json.dumps(plan_document(plan, cfg)))
+    _, plan, doc = planned
+    plan_dir = plan_folder(tmp_path, plan)
     ins = tmp_path / "ins.csv"
     write_inserted_csv(ins, simulated_insertion(doc, FREEHAND, seed=1, deposit_first=1))
     out = tmp_path / "re"
@@ -176,3 +173,26 @@ def test_the_replan_command_prints_each_needles_decision(planned, tmp_path) -> N
         seedopt("replan", str(plan_dir), "--implanted", str(ins), "--out", str(tmp_path / "x")),
         r"--implanted .*: no needle rows",
     )
+
+
+def test_an_rt_plans_channels_are_needles_with_every_seed_deposited(planned, monkeypatch) -> None:
+    import seedopt.dicom as dicom
+    from seedopt.dicom.rtplan import ImplantSeeds
+    from seedopt.replan import inserted_from_rtplan
+
+    spec, plan, _ = planned
+    d = np.array([0.0, 1.0, 0.0])  # entry to tip: the template's direction in SMALL
+    seeds = np.array([[0.0, -4.0, 0.0], [0.0, -9.0, 0.0], [4.0, -6.0, 2.0]])
+    implant = ImplantSeeds(seeds, np.tile(d, (3, 1)), np.array([0, 0, 1]))
+    monkeypatch.setattr(dicom, "read_rtplan_seeds", lambda path: implant)
+    needles = inserted_from_rtplan(Path("plan.dcm"), plan.case)
+    assert [n.label for n in needles] == ["channel 1", "channel 2"]
+    np.testing.assert_array_equal(needles[0].tip_mm, seeds[0])  # the deepest seed
+    assert len(needles[0].deposited_mm) == 2 and len(needles[1].deposited_mm) == 1
+    # the entry is where the line leaves the body: SMALL's body reaches y = -26 mm
+    np.testing.assert_allclose(needles[0].entry_mm[[0, 2]], [0.0, 0.0])
+    assert -28.0 <= needles[0].entry_mm[1] <= -25.0  # within a voxel (2 mm) of it
+    crooked = ImplantSeeds(seeds, np.tile(d, (3, 1)), np.array([0, 0, 0]))
+    monkeypatch.setattr(dicom, "read_rtplan_seeds", lambda path: crooked)
+    with pytest.raises(SeedoptError, match="off one straight needle"):
+        inserted_from_rtplan(Path("plan.dcm"), plan.case)

@@ -32,6 +32,22 @@ from seedopt.robustness import (
 ZERO = ErrorModel(0.0, 0.0, 0.0, 0.0, 0.0)
 
 
+def plan_folder(tmp_path: Path, plan) -> Path:
+    """A plan folder of the small case: its config and the plan.json that records it."""
+    import json
+
+    import yaml
+
+    from seedopt.export import plan_document
+
+    cfg = tmp_path / "case.yaml"
+    cfg.write_text(yaml.safe_dump(copy.deepcopy(SMALL)))
+    folder = tmp_path / "plan"
+    folder.mkdir()
+    (folder / "plan.json").write_text(json.dumps(plan_document(plan, cfg)))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def planned():
     spec = PlanSpec.model_validate(copy.deepcopy(SMALL))
@@ -189,17 +205,9 @@ def test_the_robustness_command_writes_its_tables_and_figure(planned, tmp_path) 
     import json
 
     import h5py
-    import yaml
     from test_cli import one_line_error, seedopt
 
-    from seedopt.export import plan_document
-
-    spec, plan, _ = planned
-    cfg = tmp_path / "case.yaml"
-    cfg.write_text(yaml.safe_dump(copy.deepcopy(SMALL)))
-    plan_dir = tmp_path / "plan"
-    plan_dir.mkdir()
-    (plan_dir / "plan.json").write_text(json.dumps(plan_document(plan, cfg)))
+    plan_dir = plan_folder(tmp_path, planned[1])
 
     def robustness(out: Path):  # 30 scenarios of the 3D-printed-template model
         args = ["--scenarios", "30", "--approach", "template-3d-printed", "--backend", "cpu"]
@@ -224,7 +232,7 @@ def test_the_robustness_command_writes_its_tables_and_figure(planned, tmp_path) 
     ).read_text()
     one_line_error(
         seedopt("robustness", str(tmp_path), "--out", str(tmp_path / "x")),
-        r"plan\.json: cannot read the plan",
+        r"plan\.json: cannot read it",
     )
     one_line_error(
         seedopt("robustness", str(plan_dir), "--out", str(tmp_path / "z"), "--seed", "-1"),

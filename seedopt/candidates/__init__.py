@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..case import Case
 from .base import Candidates, Needle
 from .config import ApproachSpec, FreehandSpec, SeedSettings, TemplateSpec, load_approach_spec
+from .drops import Drop, candidate_note
 from .freehand import freehand_candidates
 from .template import template_candidates
 
@@ -19,11 +20,13 @@ def build_candidates(case: Case, spec: TemplateSpec | FreehandSpec) -> Candidate
 __all__ = [
     "ApproachSpec",
     "Candidates",
+    "Drop",
     "FreehandSpec",
     "Needle",
     "SeedSettings",
     "TemplateSpec",
     "build_candidates",
+    "candidate_note",
     "freehand_candidates",
     "load_approach_spec",
     "template_candidates",

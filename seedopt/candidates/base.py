@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -40,6 +42,9 @@ class Candidates:
     seeds_mm : (m, 3) candidate seed centres, mm; each lies on its needle.
     seed_needle : (m,) index into ``needles`` of each candidate seed's needle.
     seed_pitch_mm : spacing of candidate positions along a needle, mm.
+    approach : "template" or "freehand".
+    dropped : traced needle lines that gave no candidate, by reason (``drops.KEYS``; each
+        line counted once, under the first path rule it breaks).
     """
 
     needles: list[Needle]
@@ -47,6 +52,12 @@ class Candidates:
     seed_needle: np.ndarray
     seed_pitch_mm: float = 5.0
     approach: str = field(default="template")
+    dropped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def lines_traced(self) -> int:
+        """Needle lines considered: the candidates and those dropped."""
+        return self.n_needles + sum(self.dropped.values())
 
     @property
     def n_seeds(self) -> int:

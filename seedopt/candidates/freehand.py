@@ -2,10 +2,11 @@
 
 For each direction of the fan a bundle of parallel lines, ``entry_spacing_mm`` apart across
 the direction and covering the target's shadow, is traced through the case, so every path is
-aimed through the target and enters the skin on the side the direction comes from. Usable
-paths are then kept greedily, longest in the target first, so that no two kept needles come
-closer than ``min_needle_distance_mm`` inside the target. Nothing is random: the same case
-and settings give the same needles.
+aimed through the target and enters the skin on the side the direction comes from. With an
+entry window (``approach.entry_window``) the fan is round the window's normal and only lines
+entering the skin inside the window are kept. Usable paths are then kept greedily, longest in
+the target first, so that no two kept needles come closer than ``min_needle_distance_mm``
+inside the target. Nothing is random: the same case and settings give the same needles.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from ..case import Case
 from ..errors import SeedoptError
 from .base import Candidates, Needle
 from .config import FreehandSpec
+from .drops import KEYS, Drop, count
+from .keepouts import path_keepouts
 from .seeds import SeedRegion, assemble, expanded_target, seeds_along
-from .template import OK, nogo_distance, plane_basis, trace_lines, unusable_lines_message
+from .template import plane_basis, trace_lines, unusable_lines_message
+from .window import resolve_window
 
 
 def fan_directions(reference: ArrayLike, max_angle_deg: float, step_deg: float) -> np.ndarray:
@@ -64,7 +68,10 @@ def segment_distances(a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.nda
 
 
 def freehand_candidates(case: Case, spec: FreehandSpec) -> Candidates:
-    """Freehand needles within ``max_angle_deg`` of the reference direction, and their seeds.
+    """Freehand needles within ``max_angle_deg`` of the fan's axis, and their seeds.
+
+    The axis is ``reference_direction``, or the entry window's normal (``window``); with a
+    window, only lines entering the skin inside it are kept.
 
     Raises
     ------
@@ -76,11 +83,17 @@ def freehand_candidates(case: Case, spec: FreehandSpec) -> Candidates:
     target_pts = grid.points_mm(target)
     centre = target_pts.mean(axis=0)
     reach = np.linalg.norm(np.asarray(grid.shape) * np.asarray(grid.spacing_mm))
-    nogo = nogo_distance(case)
+    keepouts = path_keepouts(case, spec)
     region = SeedRegion.of(case, spec)
+    window = resolve_window(case, spec.entry_window) if spec.entry_window is not None else None
+    if window is not None:
+        axis = window.inward
+    else:
+        assert spec.reference_direction is not None  # FreehandSpec asks for one of the two
+        axis = np.asarray(spec.reference_direction)
 
     entries, tips, starts, statuses = [], [], [], []
-    for d in fan_directions(spec.reference_direction, spec.max_angle_deg, spec.angle_step_deg):
+    for d in fan_directions(axis, spec.max_angle_deg, spec.angle_step_deg):
         u, v = plane_basis(d)
         across = (target_pts - centre) @ np.stack([u, v], axis=1)
         k_lo = np.floor(across.min(axis=0) / spec.entry_spacing_mm).astype(int)
@@ -90,13 +103,13 @@ def freehand_candidates(case: Case, spec: FreehandSpec) -> Candidates:
         )
         offsets = spec.entry_spacing_mm * (ka.ravel()[:, None] * u + kb.ravel()[:, None] * v)
         origins = centre - reach * d + offsets  # upstream of the whole grid
-        traces = trace_lines(case, origins, d, spec, target, nogo)
+        traces = trace_lines(case, origins, d, spec, target, keepouts, window)
         entries.append(traces.entry_mm)
         tips.append(traces.tip_mm)
         starts.append(traces.target_in_mm)
         statuses.append(traces.status)
     status = np.concatenate(statuses)
-    ok = status == OK
+    ok = status == Drop.OK
     if not ok.any():
         raise SeedoptError(unusable_lines_message(status, spec))
     entry, tip, start = (np.concatenate(x)[ok] for x in (entries, tips, starts))
@@ -104,17 +117,21 @@ def freehand_candidates(case: Case, spec: FreehandSpec) -> Candidates:
     needles = [Needle(e, t) for e, t in zip(entry, tip, strict=True)]
     seeds = [seeds_along(n, spec.seed_pitch_mm, region) for n in needles]
     seeded = [i for i, s in enumerate(seeds) if len(s)]
+    dropped = count(status)
     if not seeded:
-        return assemble(needles, seeds, spec, "freehand")  # raises, naming the keep-outs
+        return assemble(needles, seeds, spec, "freehand", dropped)  # raises, naming keep-outs
     length = np.linalg.norm(tip - start, axis=1)
     order = sorted(seeded, key=lambda i: -length[i])  # stable: ties keep the fan's order
     kept: list[int] = []
     for i in order:
         if len(kept) == spec.max_needles_considered:
-            break
+            dropped[KEYS[Drop.OVER_LIMIT]] += 1
+            continue
         if kept:
             gaps = segment_distances(start[i], tip[i], start[kept], tip[kept])
             if gaps.min() < spec.min_needle_distance_mm:
+                dropped[KEYS[Drop.TOO_CLOSE]] += 1
                 continue
         kept.append(i)
-    return assemble([needles[i] for i in kept], [seeds[i] for i in kept], spec, "freehand")
+    dropped[KEYS[Drop.NO_SEED]] += len(needles) - len(seeded)
+    return assemble([needles[i] for i in kept], [seeds[i] for i in kept], spec, "freehand", dropped)

@@ -7,8 +7,9 @@ Distances are exact at the query point, not read off the voxel the point falls i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from scipy import ndimage
@@ -18,6 +19,9 @@ from ..case import Case, Grid, expand
 from ..errors import SeedoptError
 from .base import Candidates, Needle
 from .config import SeedSettings
+from .drops import KEYS, Drop
+
+NO_SEED_KEY = KEYS[Drop.NO_SEED]
 
 
 def mask_at(mask: np.ndarray, grid: Grid, points_mm: np.ndarray) -> np.ndarray:
@@ -100,9 +104,14 @@ def seeds_along(needle: Needle, pitch_mm: float, region: SeedRegion) -> np.ndarr
 
 
 def assemble(
-    needles: Sequence[Needle], seeds: Sequence[np.ndarray], spec: SeedSettings, approach: str
+    needles: Sequence[Needle],
+    seeds: Sequence[np.ndarray],
+    spec: SeedSettings,
+    approach: str,
+    dropped: Mapping[str, int],
 ) -> Candidates:
-    """Candidates from needles and their seed centres; needles without a seed are dropped.
+    """Candidates from needles and their seed centres; needles without a seed are dropped
+    (counted as ``no_seed_position`` on top of the earlier ``dropped`` counts).
 
     Raises
     ------
@@ -123,13 +132,21 @@ def assemble(
         seed_needle=np.concatenate([np.full(len(s), i) for i, (_, s) in enumerate(kept)]),
         seed_pitch_mm=spec.seed_pitch_mm,
         approach=approach,
+        dropped=MappingProxyType(
+            {**dropped, NO_SEED_KEY: dropped.get(NO_SEED_KEY, 0) + len(needles) - len(kept)}
+        ),
     )
 
 
 def place_seeds(
-    case: Case, needles: Sequence[Needle], spec: SeedSettings, approach: str
+    case: Case,
+    needles: Sequence[Needle],
+    spec: SeedSettings,
+    approach: str,
+    dropped: Mapping[str, int],
 ) -> Candidates:
-    """Candidate seeds every ``spec.seed_pitch_mm`` along each needle, from its tip back."""
+    """Candidate seeds every ``spec.seed_pitch_mm`` along each needle, from its tip back
+    (``dropped``: the lines dropped before, by reason)."""
     region = SeedRegion.of(case, spec)
     seeds = [seeds_along(n, spec.seed_pitch_mm, region) for n in needles]
-    return assemble(needles, seeds, spec, approach)
+    return assemble(needles, seeds, spec, approach, dropped)

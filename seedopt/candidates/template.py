@@ -15,10 +15,10 @@ from ..case import Case
 from ..errors import SeedoptError
 from .base import Candidates, Needle
 from .config import SeedSettings, TemplateSpec
-from .seeds import MaskDistance, expanded_target, mask_at, place_seeds
-
-# Why a traced line gives no needle (0: it gives one).
-OK, MISSES, CUT_ENTRY, TOO_DEEP, NEAR_NOGO = range(5)
+from .drops import Drop, count, describe
+from .keepouts import KeepOut, path_keepouts
+from .seeds import expanded_target, mask_at, place_seeds
+from .window import WindowGeometry
 
 
 def plane_basis(direction: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -46,8 +46,8 @@ class Traces:
     entry_mm : (n, 3) first point in the body going along the direction (the skin entry).
     tip_mm : (n, 3) last point in the (expanded) target.
     target_in_mm : (n, 3) first point in the (expanded) target.
-    status : (n,) ``OK`` or why the line gives no needle (``MISSES``, ``CUT_ENTRY``,
-        ``TOO_DEEP``, ``NEAR_NOGO``); positions of lines that miss the target are NaN.
+    status : (n,) ``Drop.OK`` or why the line gives no needle (the first ``Drop`` rule it
+        breaks); positions of lines that miss the target are NaN.
     """
 
     entry_mm: np.ndarray
@@ -62,13 +62,15 @@ def trace_lines(
     direction: np.ndarray,
     spec: SeedSettings,
     target: np.ndarray,
-    nogo: MaskDistance | None,
+    keepouts: list[KeepOut],
+    window: WindowGeometry | None = None,
 ) -> Traces:
     """Trace lines ``origins_mm + t * direction`` (t >= 0, mm) through ``case``.
 
     A line gives a needle when it meets ``target``, enters the body through its surface (not
-    where the grid cuts the body), reaches the target's far side within ``spec.max_depth_mm``
-    of the entry, and keeps ``spec.nogo_margin_mm`` from ``nogo`` between entry and tip.
+    where the grid cuts the body) and inside ``window`` (when given), reaches the target's
+    far side within ``spec.max_depth_mm`` of the entry, and keeps each keep-out's clearance
+    over its whole path from the skin entry to the tip (``keepouts``, in order).
     """
     grid = case.grid
     d = np.asarray(direction, float)
@@ -89,26 +91,29 @@ def trace_lines(
     in_target = mask_at(target, grid, flat).reshape(shape)
     on_grid = grid.contains_index(grid.mm_to_index(flat)).reshape(shape)
 
-    status = np.full(len(origins), OK)
+    status = np.full(len(origins), Drop.OK)
     hits = in_target.any(axis=1)
-    status[~hits] = MISSES
+    status[~hits] = Drop.MISSES
     first_body = np.argmax(in_body, axis=1)
     first_target = np.argmax(in_target, axis=1)
     last_target = shape[1] - 1 - np.argmax(in_target[:, ::-1], axis=1)
     rows = np.arange(len(origins))
     cut = (first_body == 0) | ~on_grid[rows, np.maximum(first_body - 1, 0)]
-    status[hits & cut] = CUT_ENTRY
+    status[hits & cut] = Drop.CUT_ENTRY
+    if window is not None:
+        outside = ~window.contains(pts[rows, first_body])
+        status[(status == Drop.OK) & outside] = Drop.OUTSIDE_WINDOW
     depth = (last_target - first_body) * step
-    status[(status == OK) & (depth > spec.max_depth_mm)] = TOO_DEEP
-    if nogo is not None:
-        # Sample distances >= margin + step/2 keep the whole segment >= margin away.
-        clearance = spec.nogo_margin_mm + step / 2.0
-        along = np.arange(shape[1])[None, :]
-        on_path = (along >= first_body[:, None]) & (along <= last_target[:, None])
-        on_path &= (status == OK)[:, None]
+    status[(status == Drop.OK) & (depth > spec.max_depth_mm)] = Drop.TOO_DEEP
+    along = np.arange(shape[1])[None, :]
+    path = (along >= first_body[:, None]) & (along <= last_target[:, None])
+    for keepout in keepouts:
+        # Sample distances >= clearance + step/2 keep the whole segment >= clearance away.
+        clearance = keepout.clearance_mm + step / 2.0
+        on_path = path & (status == Drop.OK)[:, None]
         near = np.zeros(shape, dtype=bool)
-        near[on_path] = nogo(pts[on_path], clearance) < clearance
-        status[near.any(axis=1)] = NEAR_NOGO
+        near[on_path] = keepout.distance(pts[on_path], clearance) < clearance
+        status[near.any(axis=1)] = keepout.reason
 
     def at(index: np.ndarray) -> np.ndarray:
         out = pts[rows, index]
@@ -116,14 +121,6 @@ def trace_lines(
         return out
 
     return Traces(at(first_body), at(last_target), at(first_target), status)
-
-
-def nogo_distance(case: Case) -> MaskDistance | None:
-    """Distance to the union of the case's nogo structures (None when it has none)."""
-    if not case.nogo:
-        return None
-    union = np.logical_or.reduce([case.masks[n] for n in case.nogo])
-    return MaskDistance(union, case.grid)
 
 
 def hole_centres(
@@ -148,8 +145,8 @@ def template_candidates(case: Case, spec: TemplateSpec) -> Candidates:
     ``plane_point_mm`` normal to ``direction``, centred on the projection of the target's
     centroid; columns run along :func:`plane_basis`'s first vector, rows along its second.
     Each hole whose line meets the target gives a needle from the skin entry to the target's
-    far side, unless it comes within ``nogo_margin_mm`` of a nogo structure or is deeper
-    than ``max_depth_mm``.
+    far side, unless it is deeper than ``max_depth_mm`` or comes closer than its clearance to
+    a keep-out (``keepouts.path_keepouts``: nogo structures, bone and air on the CT).
 
     Raises
     ------
@@ -173,24 +170,17 @@ def template_candidates(case: Case, spec: TemplateSpec) -> Candidates:
             "point from plane_point_mm into the patient"
         )
     origins, cols, rows = hole_centres(centre, spec)
-    traces = trace_lines(case, origins, d, spec, target, nogo_distance(case))
-    ok = np.flatnonzero(traces.status == OK)
+    traces = trace_lines(case, origins, d, spec, target, path_keepouts(case, spec))
+    ok = np.flatnonzero(traces.status == Drop.OK)
     if not len(ok):
         raise SeedoptError(unusable_lines_message(traces.status, spec))
     needles = [
         Needle(traces.entry_mm[i], traces.tip_mm[i], (int(cols[i]), int(rows[i]))) for i in ok
     ]
-    return place_seeds(case, needles, spec, "template")
+    return place_seeds(case, needles, spec, "template", count(traces.status))
 
 
 def unusable_lines_message(status: np.ndarray, spec: SeedSettings) -> str:
-    """The error when no traced line is usable, counting the reasons (``status`` codes)."""
-    counts = np.bincount(status, minlength=5)
-    reasons = {
-        MISSES: "miss the target",
-        CUT_ENTRY: "start in the body or enter it at the grid's edge",
-        TOO_DEEP: f"reach deeper than max_depth_mm={spec.max_depth_mm:g}",
-        NEAR_NOGO: f"pass within nogo_margin_mm={spec.nogo_margin_mm:g} of a nogo structure",
-    }
-    why = "; ".join(f"{counts[k]} {text}" for k, text in reasons.items() if counts[k])
+    """The error when no traced line is usable, counting the reasons (``Drop`` codes)."""
+    why = describe(count(status), spec)
     return f"approach: none of the {len(status)} needle lines is usable ({why})"

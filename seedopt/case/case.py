@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..atomic import atomic_h5
 from ..errors import SeedoptError
 from .config import CaseSpec
+from .ct_volume import CTVolume
 from .grid import Grid
 from .shapes import ImageSource, build_masks
 from .structures import expand, skin_shell
@@ -39,6 +41,8 @@ class Case:
     prior_dose_gy: np.ndarray | None = field(default=None, repr=False)
     prior_beyond_max_gy: float | None = None
     """The prior course's highest dose beyond the grid (Gy; 0 beyond its own RT Dose)."""
+    ct: CTVolume | None = field(default=None, repr=False)
+    """The CT over the grid, on the CT's voxels, for the needle-path rules (None: no CT)."""
 
     def __post_init__(self) -> None:
         for role in ("target", "body", "skin"):
@@ -63,7 +67,7 @@ class Case:
     def from_spec(cls, spec: CaseSpec, images: ImageSource | None = None) -> Case:
         """Build the masks of a validated case config; image-based structures (``contours``,
         ``ct_body``) come from ``images``, read once by the caller (``seedopt.pipeline``:
-        the case layer reads no DICOM)."""
+        the case layer reads no DICOM), and so does the CT kept for the needle paths."""
         g = spec.grid
         grid = Grid.covering(g.min_mm, g.max_mm, g.spacing_mm)
         masks = build_masks(dict(spec.structures), grid, images)
@@ -93,6 +97,7 @@ class Case:
             roles.cord,
             tuple(roles.oars),
             tuple(roles.nogo),
+            ct=images.ct_volume(grid) if images is not None else None,
         )
 
     def volume_cc(self, name: str) -> float:
@@ -130,6 +135,13 @@ class Case:
                 )
             if self.prior_beyond_max_gy is not None:
                 f.attrs["prior_beyond_max_gy"] = self.prior_beyond_max_gy
+            if self.ct is not None:
+                ct = f.create_group("ct")
+                ct.create_dataset("hu", data=self.ct.hu, compression="gzip")
+                ct.create_dataset("body", data=self.ct.body, compression="gzip")
+                ct.attrs.update(
+                    origin_mm=self.ct.grid.origin_mm, spacing_mm=self.ct.grid.spacing_mm
+                )
 
     @classmethod
     def load_h5(cls, path: Path) -> Case:
@@ -145,12 +157,11 @@ class Case:
                     )
                 masks = {k: np.asarray(v, dtype=bool) for k, v in f["masks"].items()}
                 shape = next(iter(masks.values())).shape
-                ox, oy, oz = (float(v) for v in f.attrs["origin_mm"])
-                sx, sy, sz = (float(v) for v in f.attrs["spacing_mm"])
-                grid = Grid((ox, oy, oz), (sx, sy, sz), shape)
+                grid = Grid(_xyz(f.attrs["origin_mm"]), _xyz(f.attrs["spacing_mm"]), shape)
                 roles = json.loads(f.attrs["roles"])
                 prior = np.asarray(f["prior_dose_gy"]) if "prior_dose_gy" in f else None
                 beyond = f.attrs.get("prior_beyond_max_gy")
+                ct = _ct_of(f["ct"]) if "ct" in f else None
                 name = str(f.attrs["name"])
         except OSError as exc:
             raise SeedoptError(f"cannot read case file {path}: {exc}") from None
@@ -166,4 +177,17 @@ class Case:
             tuple(roles["nogo"]),
             prior,
             None if beyond is None else float(beyond),
+            ct,
         )
+
+
+def _xyz(values: np.ndarray) -> tuple[float, float, float]:
+    x, y, z = (float(v) for v in values)
+    return x, y, z
+
+
+def _ct_of(group: Any) -> CTVolume:
+    """The CT volume a case file's ``ct`` group holds (``Case.save_h5``)."""
+    hu = np.asarray(group["hu"], dtype=np.float32)
+    grid = Grid(_xyz(group.attrs["origin_mm"]), _xyz(group.attrs["spacing_mm"]), hu.shape)
+    return CTVolume(hu, np.asarray(group["body"], dtype=bool), grid)

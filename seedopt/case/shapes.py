@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..config_types import Length_mm, NonNegativeCount, Point_mm, Real
 from ..errors import SeedoptError
+from .ct_volume import CTVolume
 from .grid import Grid
 
 Vec3 = Point_mm
@@ -76,6 +77,8 @@ class ImageSource(Protocol):
     def roi_mask(self, selector: str, grid: Grid, key: str = ...) -> np.ndarray: ...
 
     def body_mask(self, grid: Grid, threshold_hu: float, key: str = ...) -> np.ndarray: ...
+
+    def ct_volume(self, grid: Grid) -> CTVolume | None: ...
 
 
 class Contours(_Shape):

@@ -14,7 +14,7 @@ from .. import __version__
 from ..errors import SeedoptError
 from ..notes import Note
 from ..output_set import os_reason
-from . import commands, replan, robustness, studies, template
+from . import commands, replan, report_cmd, robustness, studies, template
 from .options import EXIT_BAD_INPUT
 
 
@@ -34,6 +34,7 @@ for _command in (
     commands.evaluate_cmd,
     robustness.robustness_cmd,
     replan.replan_cmd,
+    report_cmd.report_cmd,
     template.template_cmd,
     studies.batch_cmd,
     studies.escalate_cmd,

@@ -246,6 +246,13 @@ def plan_cmd(
     help="RT Dose of an earlier course (re-irradiation; docs/radiobiology.md).",
 )
 @click.option("--prior-fractions", type=int, help="Its number of fractions.")
+@click.option(
+    "--approach",
+    type=click.Choice(["template", "freehand"]),
+    default="template",
+    show_default=True,
+    help="Coplanar template, or freehand needles through an entry window on the skin.",
+)
 def init_case_cmd(
     ct: Path | None,
     rtstruct: Path,
@@ -256,6 +263,7 @@ def init_case_cmd(
     margin_mm: float,
     prior_dose: Path | None,
     prior_fractions: int | None,
+    approach: str,
 ) -> None:
     """Write a complete, commented plan config from a structure set (and CT)."""
     from ..atomic import atomic_path
@@ -279,6 +287,7 @@ def init_case_cmd(
         margin_mm,
         prior_dose=prior_dose,
         prior_fractions=prior_fractions,
+        approach=approach,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
@@ -419,20 +428,11 @@ PRE_PLAN_MAX_BYTES = 16 * 2**20
 def _read_pre_plan(path: Path) -> PlanMetrics:
     """The pre-plan's metrics.json (``--plan``), read and checked (``PlanMetrics.from_json``):
     one error naming the file (and the key) when it cannot be read or is of another shape."""
-    import json
-
+    from ..plan_dir import read_json_file
     from ..plan_metrics import PlanMetrics
 
     where = f"--plan {path}"
-    try:
-        if path.stat().st_size > PRE_PLAN_MAX_BYTES:
-            raise SeedoptError(f"{where}: larger than {PRE_PLAN_MAX_BYTES} bytes")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SeedoptError(f"{where}: cannot read it: {exc.strerror}") from None
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise SeedoptError(f"{where}: not valid JSON ({exc})") from None
-    return PlanMetrics.from_json(data, where)
+    return PlanMetrics.from_json(read_json_file(path, where, PRE_PLAN_MAX_BYTES), where)
 
 
 def _slug(model_id: str) -> str:

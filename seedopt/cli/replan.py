@@ -6,12 +6,17 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import SeedoptError
 from .options import EXIT_GOALS_MISSED, backend_option, echo_backend
+
+if TYPE_CHECKING:
+    from ..plan_metrics import Goal
 
 REPLAN_FILES = ("replan.json", "replan.csv")
 
@@ -22,7 +27,8 @@ REPLAN_FILES = ("replan.json", "replan.csv")
     "--implanted",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV of the inserted needles: needle, entry_x_mm..tip_z_mm[, deposited_from_tip_mm].",
+    help="The inserted needles: a CSV (needle, entry_x_mm..tip_z_mm[, "
+    "deposited_from_tip_mm]) or an RT Plan of the seeds deposited (a needle per channel).",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option(
@@ -64,8 +70,9 @@ def replan_cmd(
     from ..pipeline import load_case
     from ..plan_config import load_plan_spec
     from ..plan_dir import PlanDir
-    from ..replan import read_inserted_csv, replan_case
+    from ..replan import read_inserted, replan_case
 
+    doc: dict[str, Any] | None
     if case.is_dir():
         if plan_dir is not None:
             raise SeedoptError("--plan: CASE is already a plan folder")
@@ -74,10 +81,10 @@ def replan_cmd(
     else:
         spec, config = load_plan_spec(case), case
         doc = None if plan_dir is None else PlanDir.load(plan_dir, case).document
-    inserted = read_inserted_csv(implanted)
     with OutputSet(out, RESULT_FILES + REPLAN_FILES) as outputs:
         b = echo_backend(backend)
         c, images = load_case(spec)
+        inserted = read_inserted(implanted, c)
         r = replan_case(
             spec,
             c,
@@ -152,10 +159,10 @@ def _point(p: list[float]) -> str:
     return "(" + ", ".join(f"{v:.1f}" for v in p) + ")"
 
 
-def format_goals(before: list, after: list) -> str:
+def format_goals(before: Sequence[Goal], after: Sequence[Goal]) -> str:
     """Each goal's value as inserted (the original loading carried) and after the re-plan."""
 
-    def cell(g) -> str:
+    def cell(g: Goal) -> str:
         value = f"{g.value:9.1f}" if g.evaluated else f"{'n/a':>9}"
         return f"{value} {'ok' if g.met else 'NO':>2}"
 

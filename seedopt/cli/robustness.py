@@ -63,7 +63,7 @@ def robustness_cmd(
     implant = Implant.from_plan_document(planned.document)
     name = approach or APPROACH_MODEL[spec.approach.kind]
     model = ERROR_MODELS[name]
-    changes = {}
+    changes: dict[str, float] = {}
     if tip_mm is not None:
         changes.update(tip_mean_mm=tip_mm[0], tip_sd_mm=tip_mm[1])
     if angle_deg is not None:

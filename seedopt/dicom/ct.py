@@ -189,16 +189,21 @@ def _uniform_step(z: np.ndarray, directory: Path) -> float:
     return step
 
 
-def body_from_ct(ct: CTSeries, grid: Grid, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray:
-    """The body on ``grid``: CT voxels above ``threshold_hu``, the largest connected component,
-    holes filled slice by slice (lungs, bowel gas), read at each grid voxel's centre."""
+def ct_body_voxels(ct: CTSeries, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray:
+    """The body on the CT's own voxels: those above ``threshold_hu``, the largest connected
+    component, holes filled slice by slice (lungs, bowel gas), (nz, ny, nx) bool."""
     above = ct.hu > threshold_hu
     labels, n = ndimage.label(above)
     if n == 0:
         raise SeedoptError(f"no CT voxel above {threshold_hu:g} HU: cannot derive the body")
     sizes = np.bincount(labels.ravel())[1:]
     body = labels == (int(np.argmax(sizes)) + 1)
-    body = np.stack([ndimage.binary_fill_holes(s) for s in body])
+    return np.stack([ndimage.binary_fill_holes(s) for s in body])
+
+
+def body_from_ct(ct: CTSeries, grid: Grid, threshold_hu: float = BODY_THRESHOLD_HU) -> np.ndarray:
+    """The body on ``grid`` (``ct_body_voxels``), read at each grid voxel's centre."""
+    body = ct_body_voxels(ct, threshold_hu)
     idx = ct.grid.mm_to_index(grid.points_mm())
     inside = ct.grid.contains_index(idx)
     out = np.zeros(len(idx), dtype=bool)

@@ -4,13 +4,15 @@ against each other (one frame of reference, contours inside the CT)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from ..case.ct_volume import CTVolume, crop_to
 from ..case.grid import Grid
 from ..errors import SeedoptError
-from .ct import CTSeries, body_from_ct, load_ct
+from .ct import CTSeries, body_from_ct, ct_body_voxels, load_ct
 from .files import Study
 from .rtstruct import StructureSet, load_rtstruct, rasterize
 
@@ -43,6 +45,20 @@ class CaseImages:
         if self.ct is None:
             raise SeedoptError(f"{key}: deriving the body needs a CT (dicom.ct)")
         return body_from_ct(self.ct, grid, threshold_hu)
+
+    def ct_volume(self, grid: Grid) -> CTVolume | None:
+        """The CT over ``grid`` on the CT's own voxels, for the needle-path rules (None
+        without a CT): HU and the body derived at the default threshold."""
+        if self.ct is None:
+            return None
+        return crop_to(self.ct.hu, self._ct_body, self.ct.grid, grid)
+
+    @cached_property
+    def _ct_body(self) -> np.ndarray:
+        """The body on the CT's voxels, derived once (cases are built more than once from
+        the same images: ``seedopt.beyond_grid``)."""
+        assert self.ct is not None
+        return ct_body_voxels(self.ct)
 
 
 def _check_inside_ct(ss: StructureSet, ct: CTSeries) -> None:

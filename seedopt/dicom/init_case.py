@@ -3,7 +3,8 @@
 Roles are guessed from ROI names and RT ROI Interpreted Types; organs recognised by name get
 seedopt's starting limits (``ORGAN_RULES``: not a protocol; set your institution's); the needle
 approach is the template direction with the shortest paths from the skin to the target that
-keep clear of the nogo organs; the dose grid covers the target plus a margin and the skin the
+keep clear of the nogo organs, or (``--approach freehand``) an entry window on the skin nearest
+the target (``entry_window``); the dose grid covers the target plus a margin and the skin the
 needles enter through.
 """
 
@@ -17,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..candidates.config import CTKeepout
 from ..candidates.seeds import mask_at
 from ..case.grid import Grid
 from ..case.structures import expand
 from ..errors import SeedoptError
 from ..notes import note
 from .ct import CTSeries, load_ct
+from .entry_window import ChosenWindow, choose_window
 from .images import CaseImages, case_images
 from .rtstruct import ROI, StructureSet, load_rtstruct
 
@@ -70,6 +73,8 @@ ORGAN_RULES = (
 cord and brainstem D0.1cc <= 45 Gy (the project default for the cord), brachial plexus
 D0.1cc <= 60 Gy, other organs D2cc <= the prescription. Not a protocol."""
 
+APPROACHES = ("template", "freehand")
+"""The needle approaches init-case writes."""
 GRID_BODY = "Dose grid (no body)"
 SKIN_D2CC_GY = 70.0
 MAX_DEPTH_MM = 200.0
@@ -203,13 +208,18 @@ def init_case(
     name: str | None = None,
     prior_dose: Path | None = None,
     prior_fractions: int | None = None,
+    approach: str = "template",
 ) -> tuple[str, list[Decision]]:
     """The YAML text of a plan config for ``target`` (a ROI name, or ``#N`` for ROI number N)
     at ``prescription_gy`` and what was done with every structure of the structure set (see
     the module docstring). Without a body contour and a CT of more than one slice, the body is
     the dose grid and skin metrics are unavailable (a note says so). ``prior_dose`` (an RT
     Dose of an earlier course on the structure set's frame of reference, checked here) and
-    ``prior_fractions`` write the config's ``prior`` and ``radiobiology`` sections."""
+    ``prior_fractions`` write the config's ``prior`` and ``radiobiology`` sections.
+    ``approach`` "freehand" writes freehand needles through an entry window on the skin
+    (``entry_window.choose_window``) instead of the coplanar template."""
+    if approach not in APPROACHES:
+        raise SeedoptError(f"--approach must be one of {', '.join(APPROACHES)}, got {approach!r}")
     if (prior_dose is None) != (prior_fractions is None):
         raise SeedoptError("--prior-dose and --prior-fractions go together: give both or neither")
     if prior_fractions is not None and prior_fractions < 1:
@@ -266,12 +276,29 @@ def init_case(
         if rule.nogo:
             nogo_coarse |= images.roi_mask(f"#{number}", coarse)
     label, d, exits, tpts = choose_approach(body_coarse, target_coarse, nogo_coarse, coarse)
+    window = None
+    if approach == "freehand":
+        if no_body:
+            raise SeedoptError(
+                "--approach freehand needs a body (a body contour or a CT) to place the "
+                "entry window on its skin"
+            )
+        near_nogo = (
+            expand(nogo_coarse, NOGO_CLEARANCE_MM, coarse) if nogo_coarse.any() else nogo_coarse
+        )
+        fov = images.ct.bounds_mm() if images.ct is not None else None
+        window = choose_window(
+            body_coarse, target_coarse, near_nogo, coarse, images.ct_volume(coarse), fov
+        )
 
     t_lo, t_hi = _roi_box(target_roi, thickness)
     g_lo, g_hi = t_lo - margin_mm, t_hi + margin_mm
     if not no_body:  # and the skin the needles enter through
         g_lo = np.minimum(g_lo, exits.min(axis=0) - 10)
         g_hi = np.maximum(g_hi, exits.max(axis=0) + 10)
+    if window is not None:  # and the window's skin
+        g_lo = np.minimum(g_lo, window.center_mm - window.radius_mm - 10)
+        g_hi = np.maximum(g_hi, window.center_mm + window.radius_mm + 10)
     g_lo, g_hi = np.floor(g_lo), np.ceil(g_hi)
     # Grid planes on the contour planes (the CT slices): one contour, one dose plane.
     z_ref = min(target_roi.planes)
@@ -372,6 +399,16 @@ def init_case(
     else:
         skin_line = "  skin: {derive_thickness_mm: 3}   # the outer 3 mm of the body"
     hard = "\n" + "\n".join(limits) if limits else " []"
+    approach_text = (
+        _template_text(label, d, plane_point, size) if window is None else _freehand_text(window)
+    )
+    if images.ct is not None:
+        keepout = CTKeepout()
+        approach_text += (
+            f"  ct_keepout: {{bone_above_hu: {keepout.bone_above_hu:g}, air_below_hu: "
+            f"{keepout.air_below_hu:g}, margin_mm: {keepout.margin_mm:g}}}   # paths avoid bone "
+            "and air on the CT\n"
+        )
     sources = ss.path.name + (f" and the CT in {ct}" if ct else "")
     grid_comment = (
         f"the target's box plus {margin_mm:g} mm (no body: needles are not planned to a skin)"
@@ -403,16 +440,7 @@ roles:
   nogo: [{", ".join(nogo)}]   # needles keep nogo_margin_mm from these
 source: {{model: "6711", activity_mci: 0.6}}
 prescription_gy: {prescription_gy:g}   # to the target's D90
-# Needles from the {label}: of the directions tried, the shortest paths from the skin to the
-# target that keep {NOGO_CLEARANCE_MM:g} mm from the nogo organs.
-approach:
-  kind: template
-  plane_point_mm: {_fmt(plane_point)}
-  direction: [{", ".join(f"{v:.4f}" for v in d)}]
-  hole_pitch_mm: 5
-  size_mm: {size:g}
-  max_depth_mm: {MAX_DEPTH_MM:g}
-goals:
+{approach_text}goals:
   hard:{hard}
 """
     if prior_dose is not None:
@@ -435,6 +463,37 @@ radiobiology:   # alpha/beta (Gy) and repair half-time (h); default for the othe
   repair_half_time_h: {{default: 1.5}}
 """
     return text, decisions
+
+
+def _template_text(label: str, d: np.ndarray, plane_point: np.ndarray, size: float) -> str:
+    """The config's approach section for a coplanar template from the ``label`` side."""
+    return f"""# Needles from the {label}: of the directions tried, the shortest paths from the skin
+# to the target that keep {NOGO_CLEARANCE_MM:g} mm from the nogo organs.
+approach:
+  kind: template
+  plane_point_mm: {_fmt(plane_point)}
+  direction: [{", ".join(f"{v:.4f}" for v in d)}]
+  hole_pitch_mm: 5
+  size_mm: {size:g}
+  max_depth_mm: {MAX_DEPTH_MM:g}
+"""
+
+
+def _freehand_text(window: ChosenWindow) -> str:
+    """The config's approach section for freehand needles through ``window``."""
+    return f"""# Freehand needles through an entry window: the skin point nearest the target whose
+# straight path to it keeps {NOGO_CLEARANCE_MM:g} mm from the nogo organs (and, with a CT, misses
+# bone and air), {window.depth_mm:.0f} mm from the target's centroid; the normal points from it
+# to the centroid (the skin's inward normal there); entries lie within radius_mm of it.
+approach:
+  kind: freehand
+  entry_window:
+    center_mm: {_fmt(window.center_mm)}
+    radius_mm: {np.ceil(window.radius_mm):.0f}
+    normal: [{", ".join(f"{v:.4f}" for v in window.normal)}]
+  max_angle_deg: 20   # needles within this of the window's normal
+  max_depth_mm: {MAX_DEPTH_MM:g}
+"""
 
 
 def _is_body(roi: ROI) -> bool:
