@@ -15,7 +15,7 @@ objective, never worse than the rule-based loading.
    most ``polish_budget`` / candidates of them, at least one) on the thinned problem; from
    the best of those an iterated local search (``local_search.kicked``: ``kicks`` times,
    at most ``kick_budget`` / candidates, empty a random needle in use, search again, keep
-   it if better; x ``effort``), then from the result
+   it if better and no further over a hard limit; x ``effort``), then from the result
    on every row (flips only above ``fine_rows`` target rows): the plan is a local optimum of
    the exact objective under those moves (unless a phase hits its time limit).
 4. The plan returned is the better, by the exact objective, of that and the rule's loading

@@ -15,7 +15,8 @@ it removes, scored by ``terms_from_doses`` (the formula of ``objective``). Moves
   one needle fewer is better.
 
 ``kicked`` iterates the search (iterated local search): it empties a random needle in use,
-searches again, and keeps the result when it is better, to leave a local optimum.
+searches again, and keeps the result when it is better without a larger hard-limit excess,
+to leave a local optimum.
 
 ``improve`` takes improving moves (ranked in float32, each re-scored exactly before it is
 taken) until none improves or a deadline passes. Seeds a ``Loading`` holds ``frozen`` (seeds
@@ -156,6 +157,19 @@ class Loading:
         )
         out[over] = np.inf
         return out
+
+    def hard_excess_pct(self) -> float:
+        """The loading's hard-limit excess, summed over the limits (% of each limit)."""
+        xp = self.xp
+        t = terms_from_doses(
+            self.problem,
+            self.d_t[None],
+            {s: d[None] for s, d in self.d_o.items()},
+            xp.asarray([self.n_seeds]),
+            xp.asarray([self.n_needles]),
+            with_d90=False,
+        )
+        return float(to_host(t.hard_excess_pct)[0])
 
     def apply(self, move: Move) -> None:
         """Take ``move`` (its doses, counts and objective)."""
@@ -327,9 +341,11 @@ def kicked(
 ) -> tuple[Loading, int, int]:
     """Iterated local search from ``load`` (a local optimum): ``kicks`` times, close a needle
     in use chosen at random (unload all its seeds; never one holding a frozen seed), improve
-    the result, and keep it when its objective is lower. Returns the best loading, the kicks
-    kept and the local-search moves taken."""
+    the result, and keep it when its objective is lower and its hard-limit excess no higher
+    (a kick never buys coverage with a hard limit). Returns the best loading, the kicks kept
+    and the local-search moves taken."""
     best, kept, moves = load, 0, 0
+    excess = load.hard_excess_pct()
     for _ in range(kicks):
         if time.perf_counter() >= deadline:
             break
@@ -340,6 +356,6 @@ def kicked(
         x = best.x & (best.needle != rng.choice(open_))
         trial = Loading(best.problem, x, frozen=best.frozen)
         moves += improve(trial, neighbourhood, deadline=deadline)
-        if trial.f < best.f - 1e-12:
-            best, kept = trial, kept + 1
+        if trial.f < best.f - 1e-12 and (more := trial.hard_excess_pct()) <= excess + 1e-9:
+            best, kept, excess = trial, kept + 1, more
     return best, kept, moves

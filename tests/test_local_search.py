@@ -120,14 +120,17 @@ def test_local_search_ends_at_a_local_optimum_without_getting_worse(seed: int) -
 
 @pytest.mark.parametrize("seed", range(3))
 def test_kicks_leave_a_local_optimum_only_for_a_better_plan(seed: int) -> None:
-    """The iterated search's plan is never worse than the local optimum it starts from, its
-    objective is exact, and with a frozen seed the needle holding it is never emptied."""
+    """The iterated search's plan is never worse than the local optimum it starts from, never
+    exceeds a hard limit more, its objective is exact, and with a frozen seed the needle
+    holding it is never emptied."""
     p = decisive_rows(problem(seed))
     neighbours = Neighbourhood(p, 12.0)
     load = Loading(p, np.random.default_rng(seed).random(p.n_candidates) < 0.4)
     improve(load, neighbours)
     best, kept, _ = kicked(load, neighbours, 8, np.random.default_rng(seed))
     assert best.f <= load.f and (kept == 0) == (best is load)
+    assert best.hard_excess_pct() <= load.hard_excess_pct() + 1e-9  # no limit for coverage
+    assert best.hard_excess_pct() == pytest.approx(float(terms(p, best.x).hard_excess_pct))
     assert best.f == pytest.approx(float(objective(p, best.x)), rel=1e-6)
     frozen = np.zeros(p.n_candidates, bool)
     frozen[np.flatnonzero(best.x)[0]] = True
