@@ -28,10 +28,6 @@ AXIS_OFFSET_LIMIT_MM = 0.2
 """Largest distance of a channel's measured axis from its planned needle, mm."""
 AXIS_ANGLE_LIMIT_DEG = 0.5
 """Largest angle of a channel's measured axis from its planned needle, degrees."""
-GAP_TOLERANCE_MM = 0.1
-"""How far the underside may lie beyond ``gap_mm`` from the skin as measured: the skin is
-the smoothed body field's level, interpolated trilinearly for the construction and meshed by
-marching cubes on the case grid for the check, and the two differ by a few hundredths."""
 
 
 @dataclass(frozen=True)
@@ -199,11 +195,11 @@ def check_template(template: TemplateMesh, field: BodyField) -> dict:
             )
     if clearance <= 0:
         failures.append(f"two channels meet (closest approach {clearance:.3f} mm)")
-    if not len(gaps) or gaps.min() <= 0 or gaps.max() > o.gap_mm + GAP_TOLERANCE_MM:
+    if not len(gaps) or gaps.min() <= 0 or gaps.max() > o.gap_mm:
         lo, hi = (gaps.min(), gaps.max()) if len(gaps) else (np.nan, np.nan)
         failures.append(
             f"the underside lies {lo:.3f} to {hi:.3f} mm from the skin, not within "
-            f"(0, gap_mm + {GAP_TOLERANCE_MM}] = (0, {o.gap_mm + GAP_TOLERANCE_MM:g}] mm"
+            f"(0, gap_mm] = (0, {o.gap_mm:g}] mm"
         )
     if failures:
         raise SeedoptError("the template fails its checks: " + "; ".join(failures))
@@ -232,6 +228,6 @@ def check_template(template: TemplateMesh, field: BodyField) -> dict:
         "limits": {
             "axis_offset_mm": AXIS_OFFSET_LIMIT_MM,
             "axis_angle_deg": AXIS_ANGLE_LIMIT_DEG,
-            "underside_to_skin_max_mm": o.gap_mm + GAP_TOLERANCE_MM,
+            "underside_to_skin_max_mm": o.gap_mm,
         },
     }
