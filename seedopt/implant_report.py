@@ -23,6 +23,7 @@ import numpy as np
 from .candidates.config import FreehandSpec, TemplateSpec
 from .case import Case
 from .errors import SeedoptError
+from .operating_room.hole_map import hole_label
 from .plan_dir import PlanDir
 from .plan_metrics import Goal, PlanMetrics
 from .report import eqd2_rows, goal_status
@@ -376,7 +377,7 @@ class ImplantReport:
         columns = (
             "#",
             "plan #",
-            "hole (col, row)" if template else "entry (x, y, z) mm",
+            "hole" if template else "entry (x, y, z) mm",
             "skin entry (x, y, z) mm" if template else "tip (x, y, z) mm",
             "angle (deg)",
             *(("depth from template (mm)",) if template else ()),
@@ -388,7 +389,7 @@ class ImplantReport:
         rows = []
         for n in self.needles:
             where = (
-                (f"{n.hole[0]}, {n.hole[1]}" if n.hole else "-", _xyz(n.entry_mm))
+                (hole_label(*n.hole) if n.hole else "-", _xyz(n.entry_mm))
                 if template
                 else (_xyz(n.entry_mm), _xyz(n.tip_mm))
             )

@@ -33,6 +33,7 @@ from seedopt.errors import SeedoptError
 from seedopt.export import plan_document, write_dose_h5, write_json
 from seedopt.implant_report import SEED_LENGTH_MM, SourceSummary, gather, needle_rows
 from seedopt.implant_report_render import blocks, write_pdf
+from seedopt.operating_room.hole_map import hole_label
 from seedopt.plan_config import load_plan_spec
 from seedopt.planning import plan_case
 
@@ -144,6 +145,7 @@ def test_template_depth_is_from_the_template_plane_and_ties_go_by_row_then_colum
     axis = np.array([0.0, 1.0, 0.0])
     rows = needle_rows(doc, axis, (np.array([0.0, -40.0, 0.0]), axis))
     assert [r.hole for r in rows] == [(2, 2), (4, 2), (1, 3)]
+    assert [hole_label(*r.hole) for r in rows] == ["C3", "E3", "B4"]
     assert all(r.template_depth_mm == pytest.approx(41.0) for r in rows)
     assert all(r.depth_mm == pytest.approx(25.0) for r in rows)
     assert all(r.seeds[1].spacer_mm == pytest.approx(10 - 4.5) for r in rows)
@@ -191,13 +193,16 @@ def small_report(small, tmp_path_factory) -> Path:
     return out
 
 
-def test_the_pdf_has_a_few_pages_with_every_section_and_renders_to_png(small_report):
+def test_the_pdf_has_a_few_pages_with_every_section_and_renders_to_png(small, small_report):
     import pypdfium2 as pdfium
     from PIL import Image
 
     pages = _pdf_text(small_report)
     assert 3 <= len(pages) <= 6
     text = "\n".join(pages)
+    holes = [n["template_hole"] for n in json.loads((small / "plan.json").read_text())["needles"]]
+    for column, row in holes:  # each hole as the hole map and the printed template name it
+        assert f" {hole_label(column, row)} " in f" {text} ".replace("\n", " ")
     for heading in (*SECTIONS, ROBUSTNESS):
         assert heading in text, heading
     assert REIRRADIATION not in text

@@ -37,6 +37,12 @@ def column_letters(column: int) -> str:
     return letters
 
 
+def hole_label(column: int, row: int) -> str:
+    """A hole's label as printed on the template: column letters, then the row from 1
+    (``C4``: column 2, row 3 of plan.json's ``template_hole``)."""
+    return f"{column_letters(column)}{row + 1}"
+
+
 @dataclass(frozen=True)
 class HoleEntry:
     """One used hole: its label, the needle's depth and its seeds' depths (mm)."""
@@ -52,7 +58,7 @@ class HoleEntry:
     @property
     def label(self) -> str:
         """Column letters then row number, as printed on the template: ``C4``."""
-        return f"{column_letters(self.column)}{self.row + 1}"
+        return hole_label(self.column, self.row)
 
 
 def hole_map(case: Case, spec: TemplateSpec, needles: list[PlannedNeedle]) -> list[HoleEntry]:
