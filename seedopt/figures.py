@@ -181,7 +181,10 @@ def draw_slice(
     as a colour wash, or over ``background`` (grid shape, grey levels 0 black to 1 white: a
     windowed CT) when given, the lines then in ``ISODOSE_ON_GREY`` and the structures
     dashed; structure outlines, needles ((entry, tip) mm, projected) and the seeds (mm)
-    within ``SEEDS_SHOWN_WITHIN_MM`` of the slice. Returns the image drawn."""
+    within ``SEEDS_SHOWN_WITHIN_MM`` of the slice. Views are in radiological orientation for
+    LPS patient coordinates: the axial view has anterior at the top and the patient's left on
+    the right, the coronal superior up, the sagittal anterior on the left. Returns the image
+    drawn."""
     name, (ih, iv) = VIEWS[axis]
     coords = case.grid.axes_mm()  # x, y, z
     h, v = coords[ih], coords[iv]
@@ -245,6 +248,8 @@ def draw_slice(
         xlabel=f"{labels[ih]} (mm)",
         ylabel=f"{labels[iv]} (mm)",
     )
+    if axis == 0:  # radiological: anterior (-y in LPS) at the top, the patient's left right
+        ax.invert_yaxis()
     ax.legend(fontsize=7, loc="upper right")
     return im
 

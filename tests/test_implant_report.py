@@ -34,7 +34,7 @@ from seedopt.export import plan_document, write_dose_h5, write_json
 from seedopt.implant_report import SEED_LENGTH_MM, SourceSummary, gather, needle_rows
 from seedopt.implant_report_render import blocks, write_pdf
 from seedopt.operating_room.hole_map import hole_label
-from seedopt.plan_config import load_plan_spec
+from seedopt.plan_config import PlanSpec, load_plan_spec
 from seedopt.planning import plan_case
 
 CASES = Path(__file__).parents[1] / "configs" / "cases"
@@ -409,3 +409,24 @@ def test_a_table_longer_than_a_page_continues_on_the_next_with_every_row(tmp_pat
     assert "Needles in insertion order (continued)" in text[1]
     found = re.findall(r"needle-(\d{3})", "\n".join(text))
     assert found == [f"{k:03d}" for k in range(45)]  # each row once, in order
+
+
+def test_slices_are_in_radiological_orientation():
+    """Axial: anterior (-y, LPS) at the top, the patient's left (+x) on the right; coronal
+    and sagittal: superior (+z) up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seedopt.case import Case
+    from seedopt.figures import draw_slice
+
+    spec = PlanSpec.model_validate(copy.deepcopy(SMALL))
+    case = Case.from_spec(spec, None)
+    dose = np.zeros(case.grid.shape)
+    for axis, y_down in ((0, True), (1, False), (2, False)):
+        fig, ax = plt.subplots()
+        draw_slice(ax, case, dose, 120.0, np.zeros((0, 3)), [], axis, 3)
+        assert bool(ax.yaxis_inverted()) is y_down and not ax.xaxis_inverted()
+        plt.close(fig)
