@@ -19,13 +19,7 @@ from .optimizer import PlanProblem
 from .optimizer.robust import RobustOptions
 from .pipeline import build_problem
 from .plan_config import PlanSpec
-from .robustness import (
-    APPROACH_MODEL,
-    ERROR_MODELS,
-    Implant,
-    needle_errors,
-    rotation_minus_identity,
-)
+from .robustness import APPROACH_MODEL, ERROR_MODELS, Implant, moved_lines, needle_errors
 from .sources import Source
 
 
@@ -36,12 +30,10 @@ def displaced_candidates(candidates: Candidates, errors: tuple) -> Candidates:
     tips = np.array([n.tip_mm for n in candidates.needles], float).reshape(-1, 3)
     implant = Implant(candidates.seeds_mm, candidates.axes(), candidates.seed_needle, tips, dirs)
     seeds, _ = implant.moved(*errors)
-    shift, axis, angle, _ = errors
-    new_dirs = dirs + np.einsum("nij,nj->ni", rotation_minus_identity(axis, angle), dirs)
-    new_tips = tips + shift
+    depths = np.array([n.depth_mm for n in candidates.needles])
+    entries, new_tips = moved_lines(tips, dirs, depths, *errors[:3])
     needles = [
-        Needle(t - n.depth_mm * d, t, n.hole)
-        for n, t, d in zip(candidates.needles, new_tips, new_dirs, strict=True)
+        Needle(e, t, n.hole) for n, e, t in zip(candidates.needles, entries, new_tips, strict=True)
     ]
     return Candidates(
         needles, seeds, candidates.seed_needle, candidates.seed_pitch_mm, candidates.approach

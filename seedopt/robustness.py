@@ -79,6 +79,24 @@ def rotation_minus_identity(axis: np.ndarray, angle_rad: np.ndarray) -> np.ndarr
     return s * K + c * (K @ K)
 
 
+def moved_lines(
+    tips_mm: np.ndarray,
+    directions: np.ndarray,
+    depths_mm: np.ndarray,
+    shift_mm: np.ndarray,
+    tilt_axis: np.ndarray,
+    tilt_rad: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Entries and tips (n, 3) mm of needles (tips, unit directions (n, 3), lengths (n,)) after
+    the errors ``needle_errors`` draws: each tip shifted by ``shift_mm``, each needle tilted
+    about its tip by ``tilt_rad`` about ``tilt_axis``, its length kept."""
+    d = directions + np.einsum(
+        "nij,nj->ni", rotation_minus_identity(tilt_axis, tilt_rad), directions
+    )
+    tips = tips_mm + shift_mm
+    return tips - np.asarray(depths_mm, float)[:, None] * d, tips
+
+
 def _point(value: Any, where: str) -> np.ndarray:
     """A point (x, y, z, mm) of plan.json, or one line saying which entry is not one."""
     try:
