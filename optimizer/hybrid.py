@@ -111,8 +111,8 @@ class HybridOptions(OptimizerOptions):
     kicks: NonNegativeCount = Field(
         default=20,
         description="iterated local search after the thinned search: this many kicks (empty a "
-        "random needle in use, search again, keep it if better), at most kick_budget / "
-        "candidates of them; 0: none",
+        "random needle in use, search again, keep it if better and no further over a hard "
+        "limit), at most kick_budget / candidates of them; 0: none",
     )
     kick_budget: Count = Field(
         default=20000, description="kicks x candidates, at most (fewer kicks on large problems)"

@@ -196,3 +196,19 @@ def test_an_rt_plans_channels_are_needles_with_every_seed_deposited(planned, mon
     monkeypatch.setattr(dicom, "read_rtplan_seeds", lambda path: crooked)
     with pytest.raises(SeedoptError, match="off one straight needle"):
         inserted_from_rtplan(Path("plan.dcm"), plan.case)
+
+
+def test_a_new_template_needle_is_printed_by_its_template_label() -> None:
+    from seedopt.cli.replan import format_decisions
+
+    row = {
+        "needle": "new 1",
+        "inserted": False,
+        "entry_mm": [0.0, -40.0, 5.0],
+        "tip_mm": [0.0, 2.0, 5.0],
+        "template_hole": [2, 3],
+        "decision": "insert and load 2",
+        "load_from_tip_mm": [0.0, 10.0],
+    }
+    line = format_decisions([row]).splitlines()[1]
+    assert "template hole C4" in line and "entry (0.0, -40.0, 5.0)" in line

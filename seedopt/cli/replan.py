@@ -141,7 +141,10 @@ def decisions_csv(decisions: list[dict]) -> str:
 
 
 def format_decisions(decisions: list[dict]) -> str:
-    """What to do with each needle, as the physicist reads it at the table."""
+    """What to do with each needle, as the physicist reads it at the table (template holes by
+    their printed labels, as the hole map and the implant report give them)."""
+    from ..operating_room.hole_map import hole_label
+
     lines = [f"{'needle':8} {'decision':28} seeds to load, mm from the tip"]
     for d in decisions:
         where = ""
@@ -149,7 +152,7 @@ def format_decisions(decisions: list[dict]) -> str:
             e, t = d["entry_mm"], d["tip_mm"]
             where = f"  entry {_point(e)} -> tip {_point(t)}"
             if d["template_hole"] is not None:
-                where = f"  template hole {tuple(d['template_hole'])}" + where
+                where = f"  template hole {hole_label(*d['template_hole'])}" + where
         depths = " ".join(f"{a:g}" for a in d["load_from_tip_mm"]) or "-"
         lines.append(f"{d['needle']:8} {d['decision']:28} {depths}{where}")
     return "\n".join(lines)
