@@ -80,8 +80,8 @@ class SoftWeights:
     v200_per_pct: float = 0.05
     per_seed: float = 0.05
     per_needle: float = 0.1
-    organ_per_pct: float = 0.05
-    organ_floor: float = 0.5
+    organ_per_pct: float = 0.1
+    organ_floor: float = 0.2
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -275,16 +275,20 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
         fine = Loading(exact, coarse.x)
         finish = neighbours if exact.A_target.shape[0] <= options.fine_rows else None
         moves += improve(fine, finish, deadline=time.perf_counter() + limit_s)
-        record(fine.f)
-        x, won = (fine.x, "search") if fine.f <= rule_fun else (rule_x, "rule")
+        fine_fun = float(objective(problem, fine.x))  # afresh: no rounding of the updates
+        record(fine_fun)
+        x, won, fun = (
+            (fine.x, "search", fine_fun) if fine_fun <= rule_fun else (rule_x, "rule", rule_fun)
+        )
         robust: dict[str, Any] = {}
         if options.robust is not None and problem.scenarios:
             x, robust = robust_search(problem, x, options.robust, neighbours)
             moves += robust["moves_robust"]
-            record(float(objective(problem, x)))
+            fun = float(objective(problem, x))
+            record(fun)
         return OptimizeResult(
             x=x,
-            fun=float(objective(problem, x)),
+            fun=fun,
             success=True,
             status=0,
             message=f"{chains} chains x {iterations} moves on {search.A_target.shape[0]} target "

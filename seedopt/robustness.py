@@ -254,6 +254,8 @@ class Robustness:
     target_doses : (n, P) each scenario's dose at the target's points (for the DVH band);
         planned_target_doses (P,) the plan's.
     nominal : metric name -> its value for the plan as planned.
+    linear : every goal's metric is proportional to the seeds' strength (physical dose, no
+        prior dose, no EQD2): what ``strength_factor`` needs.
     """
 
     model: ErrorModel
@@ -264,6 +266,7 @@ class Robustness:
     planned_target_doses: np.ndarray
     nominal: dict[str, float]
     seconds: float
+    linear: bool = True
 
     def holds(self, name: str, limit: float, at_least: bool) -> np.ndarray:
         v = self.values[name]
@@ -274,6 +277,35 @@ class Robustness:
         for name, limit, at_least in self.goals:
             ok &= self.holds(name, limit, at_least)
         return ok
+
+    def strength_factor(self, probability: float) -> float | None:
+        """The least factor k on every seed's strength with which every goal holds in at
+        least ``probability`` (0..1] of the scenarios; None where no k does (the limits bind
+        first) or where a goal is not proportional to the strength (``linear`` False).
+
+        Dose is linear in the strength (TG-43: D = S_K x Lambda x ...), so at factor k each
+        scenario's D90 and each limited metric (Dmax, Dxcc, Dmean) are k times their values
+        here: scenario i holds at k when Rx / D90_i <= k <= min_j L_j / M_ij. The price of
+        robustness by uniform dose scaling, the reference a robust plan is measured against.
+        """
+        if not (0 < probability <= 1):
+            raise ValueError(f"probability must be in (0, 1], got {probability:g}")
+        if not self.linear:
+            return None
+        n = len(self.target_doses)
+        lo, hi = np.zeros(n), np.full(n, np.inf)
+        for name, limit, at_least in self.goals:
+            v = np.asarray(self.values[name], dtype=np.float64)
+            with np.errstate(divide="ignore"):
+                if at_least:
+                    lo = np.maximum(lo, np.where(v > 0, limit / v, np.inf))
+                else:
+                    hi = np.minimum(hi, np.where(v > 0, limit / v, np.inf))
+        need = math.ceil(probability * n - 1e-9)
+        for k in np.unique(lo[np.isfinite(lo)]):  # the count changes only where k meets a lo_i
+            if int(((lo <= k) & (k <= hi)).sum()) >= need:
+                return float(k)
+        return None
 
     def rows(self) -> list[dict[str, float]]:
         """One row per scenario: its number, every metric, whether every goal holds."""
@@ -307,6 +339,7 @@ class Robustness:
                 for name, limit, at_least in self.goals
             },
             "probability_all_goals": float(self.all_hold().mean()),
+            "strength_factor_90": self.strength_factor(0.9),
             "seconds": self.seconds,
         }
 
@@ -365,6 +398,7 @@ def evaluate_robustness(
         values[name] = np.asarray(limit_value(d, lim, case.grid.voxel_cc), dtype=np.float64)
         goals.append((name, float(lim.max_gy), False))
     nominal = {k: float(v[0]) for k, v in values.items()}
+    linear = all(lim.quantity == "physical" for lim in limits)
     return Robustness(
         model,
         model_name,
@@ -374,4 +408,5 @@ def evaluate_robustness(
         d_t[0],
         nominal,
         time.perf_counter() - t0,
+        linear,
     )

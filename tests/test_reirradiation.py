@@ -96,7 +96,9 @@ def test_the_cumulative_cord_metric_recomputed_from_the_seeds_and_the_prior(plan
 
 def test_the_plan_meets_the_cumulative_limit_that_the_physical_plan_breaks(planned) -> None:
     spec, plan = planned
-    data = spec_with(goals={})  # the same case planned on physical dose: the default limits
+    # the same case planned on physical dose: the default limits, and no price on organ dose
+    # below them (a plan that knows nothing of the prior dose has no reason to spare the cord)
+    data = spec_with(goals={"weights": {"organ_per_pct": 0.0}})
     for key in ("prior", "radiobiology"):
         del data[key]
     physical = PlanSpec.model_validate(data, context={"base_dir": CASES})

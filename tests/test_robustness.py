@@ -172,6 +172,53 @@ def test_the_evaluation_reports_each_goals_probability_and_the_nominal_plan(plan
     assert zero.values["D90_gy"].tolist() == [zero.nominal["D90_gy"]] * 2
 
 
+def test_the_strength_factor_is_what_reevaluating_with_stronger_seeds_gives(planned) -> None:
+    """Dose is linear in the seeds' strength: the least factor k with P(every goal) >= 50 %,
+    found from one evaluation, is confirmed by evaluating again with every seed k times (and
+    0.1 % less than k times) as strong, on the same scenarios."""
+    import dataclasses
+
+    spec, plan, implant = planned
+    model = ERROR_MODELS["template-3d-printed"]
+    run = {"model_name": "template-3d-printed", "scenarios": 60, "seed": 3}
+    r = evaluate_robustness(spec, plan.case, plan.source, implant, model, **run)
+    k = r.strength_factor(0.5)
+    assert k is not None and k > 1  # the plan as planned: D90 >= Rx in few scenarios
+
+    def p_all(factor: float) -> float:
+        s = dataclasses.replace(
+            plan.source, air_kerma_strength_u=plan.source.air_kerma_strength_u * factor
+        )
+        return float(
+            evaluate_robustness(spec, plan.case, s, implant, model, **run).all_hold().mean()
+        )
+
+    assert p_all(k) >= 0.5 > p_all(k * 0.999)
+    assert r.summary()["strength_factor_90"] == r.strength_factor(0.9)
+    with pytest.raises(ValueError, match="probability must be in"):
+        r.strength_factor(0.0)
+
+
+def test_no_strength_factor_where_a_limit_binds_before_the_target_is_covered(planned) -> None:
+    import dataclasses
+
+    spec, plan, implant = planned
+    r = evaluate_robustness(
+        spec,
+        plan.case,
+        plan.source,
+        implant,
+        ERROR_MODELS["freehand"],
+        model_name="freehand",
+        scenarios=20,
+        seed=0,
+    )
+    name, limit, _ = r.goals[1]
+    tight = dataclasses.replace(r, goals=[r.goals[0], (name, limit * 1e-6, False)])
+    assert tight.strength_factor(0.5) is None
+    assert dataclasses.replace(r, linear=False).strength_factor(0.5) is None
+
+
 @pytest.mark.parametrize(
     ("needles", "match"),
     [

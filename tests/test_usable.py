@@ -167,9 +167,10 @@ def test_lp_cut_short_names_the_limit_to_raise() -> None:
 
 
 def refusing_config(folder: Path) -> Path:
-    """The small case planned by milp with one branch-and-bound node (refused)."""
+    """The small case planned by milp with one branch-and-bound node on a model of 30 target
+    points (refused: worse than the rule-based loading)."""
     config = copy.deepcopy(SMALL)
-    config["optimizer"] = {"method": "milp", "options": {"node_limit": 1}}
+    config["optimizer"] = {"method": "milp", "options": {"node_limit": 1, "max_points": 30}}
     path = folder / "refused.yaml"
     path.write_text(yaml.safe_dump(config))
     return path

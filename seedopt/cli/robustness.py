@@ -139,4 +139,9 @@ def format_summary(s: dict) -> str:
     for k, p in s["probability"].items():
         lines.append(f"P({k}) = {100 * p:.1f} %")
     lines.append(f"P(every goal) = {100 * s['probability_all_goals']:.1f} %")
+    k = s["strength_factor_90"]
+    lines.append(
+        "P(every goal) >= 90 % by scaling every seed's strength: "
+        + (f"x {k:.3f}" if k is not None else "no factor does (a limit binds first, or EQD2)")
+    )
     return "\n".join(lines)
