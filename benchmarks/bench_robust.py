@@ -1,7 +1,9 @@
 """Benchmark: robust against nominal plans under needle errors (issue 19).
 
-    python benchmarks/bench_robust.py [--cases NAME,...] [--scenarios 16] [--measure mean]
-        [--evaluate 300] [--out DIR]
+    python benchmarks/bench_robust.py [--cases NAME,...] [--scenarios K] [--measure mean|cvar]
+        [--tail F] [--margin F] [--evaluate 300] [--out DIR]
+
+(``--scenarios``, ``--measure``, ``--tail``, ``--margin``: default ``RobustOptions``'s.)
 
 Each case is planned twice with the default method (seed 0): nominal, and with
 ``optimizer.options.robust`` ({scenarios, measure, model: template-3d-printed}). Both plans
@@ -46,6 +48,8 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
             opt.setdefault("options", {})["robust"] = {
                 "scenarios": args.scenarios,
                 "measure": args.measure,
+                "tail": args.tail,
+                "margin": args.margin,
                 "model": MODEL,
             }
         spec = PlanSpec.model_validate(data)
@@ -93,9 +97,11 @@ def report(info: dict, args: argparse.Namespace, rows: list[dict]) -> str:
         "",
         machine_line(info),
         "",
-        f"Command: `python benchmarks/bench_robust.py --scenarios {args.scenarios} --measure "
-        f"{args.measure} --evaluate {args.evaluate}`. Robust: the default method with "
-        f"`robust: {{scenarios: {args.scenarios}, measure: {args.measure}, model: {MODEL}}}`; "
+        f"Command: `python benchmarks/bench_robust.py --cases {args.cases} --scenarios "
+        f"{args.scenarios} --measure {args.measure} --tail {args.tail:g} --margin "
+        f"{args.margin:g} --evaluate {args.evaluate}`. Robust: the default method with `robust: "
+        f"{{scenarios: {args.scenarios}, measure: {args.measure}, tail: {args.tail:g}, margin: "
+        f"{args.margin:g}, model: {MODEL}}}`; "
         f"both plans evaluated on {args.evaluate} fresh scenarios of the {MODEL} model.",
         "",
         "| case | plan | goals met | seeds | needles | D90 (Gy) | V200 % | P(D90 >= Rx) | "
@@ -126,8 +132,13 @@ def report(info: dict, args: argparse.Namespace, rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--scenarios", type=int, default=16)
-    ap.add_argument("--measure", default="mean", choices=["mean", "cvar"])
+    from seedopt.optimizer.robust import RobustOptions
+
+    default = RobustOptions()
+    ap.add_argument("--scenarios", type=int, default=default.scenarios)
+    ap.add_argument("--measure", default=default.measure, choices=["mean", "cvar"])
+    ap.add_argument("--tail", type=float, default=default.tail)
+    ap.add_argument("--margin", type=float, default=default.margin)
     ap.add_argument("--evaluate", type=int, default=300)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
