@@ -9,6 +9,7 @@ cervical node with ``pytest -m long`` (the default suite stays under 10 minutes)
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 from pathlib import Path
 
@@ -35,8 +36,11 @@ def test_default_method_keeps_the_hard_limits_milp_proves_reachable(
     spec = load_plan_spec(str(resources.files("seedopt.configs").joinpath("cases", f"{name}.yaml")))
     problem = prepare(spec, cpu_backend()).problem
     milp = get_optimizer("milp")  # its raw loading (run): a witness, not a plan to present
+    # feasibility does not depend on the soft weights: without the organ term the model has
+    # fewer rows and HiGHS finds a feasible loading well within the time limit
+    plain = dataclasses.replace(problem, soft=dataclasses.replace(problem.soft, organ_per_pct=0.0))
     witness = milp.run(
-        problem, None, milp.parse_options(require_d90=True, max_points=300, time_limit_s=30.0)
+        plain, None, milp.parse_options(require_d90=True, max_points=300, time_limit_s=30.0)
     )
     # a loading that meets every hard limit (exactly, on all rows) and D90 on its sample
     assert witness.status in (0, 1), witness.message
