@@ -147,18 +147,25 @@ def test_the_same_seed_gives_the_same_scenarios(planned) -> None:
     assert not np.array_equal(a[0], sample_scenarios(implant, model, 5, seed=8)[0])
 
 
-def test_the_evaluation_reports_each_goals_probability_and_the_nominal_plan(planned) -> None:
+def evaluated(planned, model: str, scenarios: int, seed: int, source=None):
+    """``evaluate_robustness`` of the small plan under error model ``model`` (with the
+    plan's source unless ``source`` is given)."""
     spec, plan, implant = planned
-    r = evaluate_robustness(
+    return evaluate_robustness(
         spec,
         plan.case,
-        plan.source,
+        source or plan.source,
         implant,
-        ERROR_MODELS["freehand"],
-        model_name="freehand",
-        scenarios=40,
-        seed=0,
+        ERROR_MODELS[model],
+        model_name=model,
+        scenarios=scenarios,
+        seed=seed,
     )
+
+
+def test_the_evaluation_reports_each_goals_probability_and_the_nominal_plan(planned) -> None:
+    spec, plan, implant = planned
+    r = evaluated(planned, "freehand", 40, 0)
     assert r.values["D90_gy"].shape == (40,) and r.target_doses.shape[0] == 40
     d90 = plan.metrics.structures[plan.case.target]["D90_gy"]
     assert r.nominal["D90_gy"] == pytest.approx(d90, rel=0.02)
@@ -178,10 +185,8 @@ def test_the_strength_factor_is_what_reevaluating_with_stronger_seeds_gives(plan
     0.1 % less than k times) as strong, on the same scenarios."""
     import dataclasses
 
-    spec, plan, implant = planned
-    model = ERROR_MODELS["template-3d-printed"]
-    run = {"model_name": "template-3d-printed", "scenarios": 60, "seed": 3}
-    r = evaluate_robustness(spec, plan.case, plan.source, implant, model, **run)
+    plan = planned[1]
+    r = evaluated(planned, "template-3d-printed", 60, 3)
     k = r.strength_factor(0.5)
     assert k is not None and k > 1  # the plan as planned: D90 >= Rx in few scenarios
 
@@ -189,9 +194,7 @@ def test_the_strength_factor_is_what_reevaluating_with_stronger_seeds_gives(plan
         s = dataclasses.replace(
             plan.source, air_kerma_strength_u=plan.source.air_kerma_strength_u * factor
         )
-        return float(
-            evaluate_robustness(spec, plan.case, s, implant, model, **run).all_hold().mean()
-        )
+        return float(evaluated(planned, "template-3d-printed", 60, 3, s).all_hold().mean())
 
     assert p_all(k) >= 0.5 > p_all(k * 0.999)
     assert r.summary()["strength_factor_90"] == r.strength_factor(0.9)
@@ -202,17 +205,7 @@ def test_the_strength_factor_is_what_reevaluating_with_stronger_seeds_gives(plan
 def test_no_strength_factor_where_a_limit_binds_before_the_target_is_covered(planned) -> None:
     import dataclasses
 
-    spec, plan, implant = planned
-    r = evaluate_robustness(
-        spec,
-        plan.case,
-        plan.source,
-        implant,
-        ERROR_MODELS["freehand"],
-        model_name="freehand",
-        scenarios=20,
-        seed=0,
-    )
+    r = evaluated(planned, "freehand", 20, 0)
     name, limit, _ = r.goals[1]
     tight = dataclasses.replace(r, goals=[r.goals[0], (name, limit * 1e-6, False)])
     assert tight.strength_factor(0.5) is None
