@@ -58,9 +58,11 @@ def dose_at_percent(d: Any, percent: float) -> Any:
 
 
 def kth_hottest(d: Any, k: int) -> Any:
-    """The k-th highest dose along the last axis (Gy), k >= 1."""
+    """The k-th highest dose along the last axis (Gy), k >= 1: the (n - k)-th lowest, found
+    without negating a copy of ``d`` (in float64 that copy costs more than the selection)."""
     xp = array_module(d)
-    return -xp.partition(-d, k - 1, axis=-1)[..., k - 1]
+    n = d.shape[-1]
+    return xp.partition(d, n - k, axis=-1)[..., n - k]
 
 
 def points_in_volume(volume_cc: float, voxel_cc: float, n: int) -> int:
@@ -125,9 +127,16 @@ def shortfall_pct(d: Any, rx: Any, k: int) -> Any:
         return 100.0 * xp.maximum(0.0, rx - kth_hottest(d, k)) / rx
     rx_rows = xp.broadcast_to(rx, d.shape[:-1])
     short = (d >= rx_rows[..., None]).sum(axis=-1) < k
-    return where_needed(
-        short, d, lambda r: 100.0 * xp.maximum(0.0, rx_rows[r] - kth_hottest(d[r], k)) / rx_rows[r]
-    )
+
+    def pct(r: Any) -> Any:
+        # Only the points below Rx on some row in need can be the k-th hottest there; the n - s
+        # others reach Rx on every such row, so it is the (k - (n - s))-th hottest of the s.
+        sub, rx_r = d[r], rx_rows[r]
+        cols = xp.flatnonzero((sub < rx_r[:, None]).any(axis=0))
+        d_k = kth_hottest(sub[:, cols], k - (d.shape[-1] - cols.size))
+        return 100.0 * xp.maximum(0.0, rx_r - d_k) / rx_r
+
+    return where_needed(short, d, pct)
 
 
 def priced_value(d: Any, limit: HardLimit, voxel_cc: float, priced_gy: float) -> Any:
@@ -137,7 +146,15 @@ def priced_value(d: Any, limit: HardLimit, voxel_cc: float, priced_gy: float) ->
     if limit.metric in ("Dmax", "Dmean") or d.ndim == 1:
         return limit_value(d, limit, voxel_cc)
     k = hottest_points(limit, d.shape[-1], voxel_cc)
-    return where_needed((d > priced_gy).sum(axis=-1) >= k, d, lambda r: kth_hottest(d[r], k))
+    above = d > priced_gy
+    xp = array_module(d)
+
+    def value(r: Any) -> Any:
+        # At least k points exceed priced_gy on each row in need, so the k-th hottest is among
+        # the points above it on some such row.
+        return kth_hottest(d[r][:, xp.flatnonzero(above[r].any(axis=0))], k)
+
+    return where_needed(above.sum(axis=-1) >= k, d, value)
 
 
 def terms_from_doses(

@@ -51,6 +51,28 @@ def test_quantiles_found_only_where_they_matter_give_the_same_total(seed: int) -
     np.testing.assert_allclose(fast.shortfall_pct, full.shortfall_pct, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_quantiles_of_the_moves_of_one_loading_are_exact(seed: int) -> None:
+    """The moves of one loading share most of their cold and hot points; the shortcut then
+    selects D90 among the points below Rx on some row and a D{v}cc among the points above
+    its priced dose on some row (fewer columns than the whole structure): the same values."""
+    p = problem(seed)
+    x0 = rule_loading(p)
+    X = np.repeat(x0[None], p.n_candidates, axis=0)
+    X[np.arange(p.n_candidates), np.arange(p.n_candidates)] ^= True  # every single flip
+    d_t = dose(p.A_target, X).astype(np.float64)
+    d_o = {"rectum": dose(p.A_oar["rectum"], X).astype(np.float64)}
+    n_s = X.sum(axis=1)
+    n_n = np.array([len(set(p.seed_needle[row])) for row in X])
+    full = terms_from_doses(p, d_t, d_o, n_s, n_n)
+    fast = terms_from_doses(p, d_t, d_o, n_s, n_n, with_d90=False)
+    short = np.asarray(full.shortfall_pct) > 0
+    assert short.any()
+    assert (d_t[short] < RX_GY).any(axis=0).sum() < d_t.shape[1]  # a column subset was used
+    np.testing.assert_array_equal(fast.shortfall_pct, full.shortfall_pct)
+    np.testing.assert_allclose(fast.total, full.total, rtol=0, atol=1e-9)
+
+
 def test_the_shortcut_keeps_one_prescription_per_row_of_a_sweep() -> None:
     p = problem(1)
     X = np.random.default_rng(3).random((40, p.n_candidates)) < 0.5
