@@ -62,7 +62,7 @@ def test_quantiles_of_the_moves_of_one_loading_are_exact(seed: int) -> None:
     """The moves of one loading share most of their cold points; the shortcut then selects
     D90 among the points below Rx on some row (fewer columns than the whole target): the
     same values. (The D{v}cc shortcut is compared too, but on this small rectum every point
-    is above its priced dose on some row, so it selects among all of them.)"""
+    is above its priced dose on some row, so it selects among all of them: next test.)"""
     p = problem(seed)
     x0 = rule_loading(p)
     X = np.repeat(x0[None], p.n_candidates, axis=0)
@@ -72,6 +72,28 @@ def test_quantiles_of_the_moves_of_one_loading_are_exact(seed: int) -> None:
     assert short.any()
     assert (d_t[short] < RX_GY).any(axis=0).sum() < d_t.shape[1]  # a column subset was used
     np.testing.assert_array_equal(fast.shortfall_pct, full.shortfall_pct)
+    np.testing.assert_allclose(fast.total, full.total, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_dcc_of_the_moves_of_one_loading_is_selected_above_its_priced_dose(seed: int) -> None:
+    """A longer rectum (its rows, and copies at a tenth and a quarter of their dose: points
+    further from the implant): on the single flips of one loading the D0.1cc is selected
+    only among the points above the priced dose (the organ floor, 12 Gy) on some row, a
+    strict subset of the organ, and gives the same excess, organ term and total."""
+    p = problem(seed)
+    A = p.A_oar["rectum"]
+    p = dataclasses.replace(p, A_oar={"rectum": np.vstack([A, 0.1 * A, 0.25 * A])})
+    X = np.repeat(rule_loading(p)[None], p.n_candidates, axis=0)
+    X[np.arange(p.n_candidates), np.arange(p.n_candidates)] ^= True
+    _, full, fast = both_ways(p, X)
+    d_o = dose(p.A_oar["rectum"], X)
+    above = d_o > p.soft.lowest_priced_gy(60.0)
+    need = above.sum(axis=1) >= 2  # D0.1cc of 0.05 cc points: the 2nd hottest
+    assert need.any() and above[need].any(axis=0).sum() < d_o.shape[1]
+    np.testing.assert_array_equal(fast.hard_excess_pct, full.hard_excess_pct)
+    np.testing.assert_array_equal(fast.organ_pct, full.organ_pct)
+    assert (full.organ_pct > 0).all()
     np.testing.assert_allclose(fast.total, full.total, rtol=0, atol=1e-9)
 
 
