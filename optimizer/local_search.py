@@ -134,7 +134,8 @@ class Loading:
             r, a = xp.asarray(rem[sl]), xp.asarray(add[sl])
 
             def moved(d: Any, cols: Any, r: Any = r, a: Any = a) -> Any:
-                out = d[None] + cols[a[:, 0]]
+                out = cols[a[:, 0]].astype(d.dtype, copy=False)  # the same sums, in place
+                out += d[None]
                 for w in range(1, a.shape[1]):
                     out += cols[a[:, w]]
                 for w in range(r.shape[1]):
