@@ -325,36 +325,73 @@ def test_goal_1_compares_organs_where_the_rule_meets_a_limit_and_skips_refusals(
 
 
 def test_the_convergence_study_judges_the_default_against_its_long_runs(tmp_path: Path) -> None:
-    """bench_convergence on the tiny pair: per case the default (seed 0) and the long runs
-    (seeds 0 and 1), each with a trace of f against time, the criterion computed from them
-    (within max(1 %, 0.5) of the best long f) and one figure."""
+    """bench_convergence on the tiny pair: per case the default (seeds 0 and 1) and the long
+    runs (seeds 0 and 1), each with a trace of f against time; per case the criterion at
+    every default seed (within max(1 %, 0.5) of the best long f), per default seed the count
+    of cases within, and one figure."""
     sys.path.insert(0, str(BENCHMARKS))
     import bench_convergence
 
     report = run_benchmark(
         "bench_convergence.py",
-        *("--cases", "tiny", "--effort", "2", "--seeds", "2"),
+        *("--cases", "tiny", "--effort", "2", "--seeds", "2", "--default-seeds", "2"),
         *("--options", json.dumps(SMALL_HYBRID)),
         out=tmp_path,
         report="*-convergence.json",
     )
     data = json.loads(report.read_text())
     rows = data["rows"]
+    cases = ("tiny_chest_wall", "tiny_vertebral")
     assert [(r["case"], r["run"], r["seed"]) for r in rows] == [
-        (c, run, seed)
-        for c in ("tiny_chest_wall", "tiny_vertebral")
-        for run, seed in (("default", 0), ("long", 0), ("long", 1))
+        (c, run, seed) for c in cases for run in ("default", "long") for seed in (0, 1)
     ]
     for r in rows:
         assert len(r["trace_s"]) == len(r["trace_f"]) >= 1 and r["trace_f"][-1] == r["fun"]
         assert r["options"]["effort"] == (0.1 if r["run"] == "long" else 0.05)
+    f = {(r["case"], r["run"], r["seed"]): r["fun"] for r in rows}
+    best = {c: min(f[c, "long", 0], f[c, "long", 1]) for c in cases}
+    within = {
+        (c, s): f[c, "default", s] - best[c] <= max(0.01 * abs(best[c]), 0.5)
+        for c in cases
+        for s in (0, 1)
+    }
     per_case = bench_convergence.case_criteria(rows)
-    for criterion, c in zip(per_case, ("tiny_chest_wall", "tiny_vertebral"), strict=True):
-        default, *long = (r["fun"] for r in rows if r["case"] == c)
-        assert criterion.values["best_f"] == min(long)
-        assert criterion.passed == (default - min(long) <= max(0.01 * abs(min(long)), 0.5))
-    overall = bench_convergence.overall(per_case)
-    assert overall.passed is None  # two cases of one size: not enough to judge goal 2
+    for criterion, c in zip(per_case, cases, strict=True):
+        assert criterion.values["best_f"] == best[c]
+        assert criterion.passed == (within[c, 0] and within[c, 1])
+    per_seed = bench_convergence.seed_criteria(rows)
+    for criterion, s in zip(per_seed, (0, 1), strict=True):
+        assert criterion.values["within"] == sum(within[c, s] for c in cases)
+        assert criterion.passed is None  # two cases of one size: not enough to judge goal 2
+    overall = bench_convergence.overall(per_seed)
+    assert overall.passed is None
     md = report.with_suffix(".md").read_text()
-    assert all(c.line() in md for c in (*per_case, overall))
+    assert all(c.line() in md for c in (*per_case, *per_seed, overall))
     assert report.with_suffix(".png").exists()
+
+
+def test_goal_2_needs_six_sizes_within_at_every_default_seed() -> None:
+    """Seven cases of seven sizes, the long runs' best f 10 on each: the default at seed 0 is
+    within (tolerance 0.5) on six of them, at seed 1 on five; goal 2 then fails, and passes
+    once seed 1 is within on a sixth case. A case is within only if every seed is."""
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_convergence
+
+    def rows(seed1_out: int) -> list[dict]:
+        out = []
+        for i in range(7):
+            base = {"case": f"c{i}", "asked_cc": 10 * (i + 1), "n_candidates": 9, "seconds": 1}
+            out.append({**base, "run": "long", "seed": 0, "fun": 10.0})
+            out.append({**base, "run": "default", "seed": 0, "fun": 10.6 if i == 6 else 10.4})
+            out.append(
+                {**base, "run": "default", "seed": 1, "fun": 10.6 if i >= seed1_out else 10.5}
+            )
+        return out
+
+    failing = rows(seed1_out=5)
+    assert [c.passed for c in bench_convergence.case_criteria(failing)] == [True] * 5 + [False] * 2
+    per_seed = bench_convergence.seed_criteria(failing)
+    assert [(c.values["within"], c.passed) for c in per_seed] == [(6, True), (5, False)]
+    assert bench_convergence.overall(per_seed).passed is False
+    per_seed = bench_convergence.seed_criteria(rows(seed1_out=6))
+    assert bench_convergence.overall(per_seed).passed is True
