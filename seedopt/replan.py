@@ -68,12 +68,17 @@ MAX_INSERTED = 200
 @dataclass(frozen=True)
 class InsertedNeedle:
     """A needle as inserted (patient coordinates, mm): ``entry_mm`` and ``tip_mm`` (3,), the
-    centres of the seeds already deposited on it ``deposited_mm`` (k, 3), and its label."""
+    centres of the seeds already deposited on it ``deposited_mm`` (k, 3), and its label.
+    ``loadable`` False: a seed deposited on no needle the input describes (an RT Plan channel
+    of one seed, with no direction): its dose counts, nothing is loaded along it, no planned
+    needle is matched to it, and its "needle" (tip at the seed, entry 1 mm back along the
+    seed's assumed axis) is only that axis."""
 
     label: str
     entry_mm: np.ndarray
     tip_mm: np.ndarray
     deposited_mm: np.ndarray
+    loadable: bool = True
 
     @property
     def needle(self) -> Needle:
@@ -131,7 +136,9 @@ def inserted_from_rtplan(path: Path, case: Case) -> list[InsertedNeedle]:
     """The needles of an RT Plan of the seeds deposited so far (``dicom.read_rtplan_seeds``):
     one needle per channel, along its seeds' axis (entry to tip), its tip at the deepest seed
     and its entry where the line, traced back from the tip, leaves the body (or the grid);
-    every seed of the channel deposited."""
+    every seed of the channel deposited. A channel of one seed whose direction the file does
+    not give is a loose deposited seed (``InsertedNeedle.loadable`` False): which needle it
+    came by, and so where more seeds could go, is not known, and is not guessed."""
     from .candidates.seeds import mask_at
     from .dicom import read_rtplan_seeds
 
@@ -140,8 +147,14 @@ def inserted_from_rtplan(path: Path, case: Case) -> list[InsertedNeedle]:
     reach = float(np.linalg.norm(np.asarray(case.grid.shape) * case.grid.spacing_mm))
     steps = np.arange(0.0, reach, 0.5)
     out = []
+    known = np.ones(len(s.channel), bool) if s.axis_known is None else s.axis_known
     for k in np.unique(s.channel):
         on = s.channel == k
+        if on.sum() == 1 and not known[on].all():
+            seed = s.positions_mm[on][0]
+            label = f"channel {k + 1}"
+            out.append(InsertedNeedle(label, seed - s.axes[on][0], seed, seed[None], False))
+            continue
         d = s.axes[on].mean(axis=0)
         if not np.linalg.norm(d) > 0:
             raise SeedoptError(f"--implanted {path}: channel {k + 1}: its seeds' axes cancel")
@@ -267,8 +280,8 @@ def replan_candidates(
     seeds: list[np.ndarray] = []
     frozen: list[np.ndarray] = []
     for n in inserted:
-        free = seeds_along(n.needle, pitch, region)
-        if len(n.deposited_mm):
+        free = seeds_along(n.needle, pitch, region) if n.loadable else np.zeros((0, 3))
+        if len(n.deposited_mm) and len(free):
             last = np.linalg.norm(n.deposited_mm - n.tip_mm, axis=1).max()
             free = free[np.linalg.norm(free - n.tip_mm, axis=1) > last + pitch - 1e-6]
         needles.append(n.needle)
@@ -312,21 +325,25 @@ def _seed_segment(seeds: np.ndarray, needle: Needle) -> tuple[np.ndarray, np.nda
 
 
 def match_planned(inserted: list[InsertedNeedle], doc: dict[str, Any] | None) -> dict[int, int]:
-    """Which planned needle (index into plan.json's) each inserted needle is, one to one, by
-    the least sum of tip and entry distances (``scipy.optimize.linear_sum_assignment``)."""
+    """Which planned needle (index into plan.json's) each loadable inserted needle is, one to
+    one, by the least sum of tip and entry distances (``scipy.optimize.linear_sum_assignment``)."""
     from scipy.optimize import linear_sum_assignment
 
-    if doc is None or not doc["needles"]:
+    needles = [i for i, n in enumerate(inserted) if n.loadable]
+    if doc is None or not doc["needles"] or not needles:
         return {}
     planned = planned_needles(doc)
     cost = np.array(
         [
-            [np.linalg.norm(n.tip_mm - t) + np.linalg.norm(n.entry_mm - e) for e, t, _ in planned]
-            for n in inserted
+            [
+                np.linalg.norm(inserted[i].tip_mm - t) + np.linalg.norm(inserted[i].entry_mm - e)
+                for e, t, _ in planned
+            ]
+            for i in needles
         ]
     )
     rows, cols = linear_sum_assignment(cost)
-    return {int(i): int(k) for i, k in zip(rows, cols, strict=True)}
+    return {needles[int(i)]: int(k) for i, k in zip(rows, cols, strict=True)}
 
 
 def carried_seeds(
@@ -399,9 +416,11 @@ class Replan:
                     continue
                 new += 1
             depth = np.round(np.linalg.norm(c.seeds_mm[load] - needle.tip_mm, axis=1), 1)
+            inserted = k < self.rc.n_inserted
             row: dict[str, Any] = {
-                "needle": self.inserted[k].label if k < self.rc.n_inserted else f"new {new}",
-                "inserted": k < self.rc.n_inserted,
+                "needle": self.inserted[k].label if inserted else f"new {new}",
+                "inserted": inserted,
+                "loadable": self.inserted[k].loadable if inserted else True,
                 "entry_mm": np.round(needle.entry_mm, 2).tolist(),
                 "tip_mm": np.round(needle.tip_mm, 2).tolist(),
                 "template_hole": None if needle.hole is None else list(needle.hole),
@@ -421,6 +440,8 @@ class Replan:
 def _decision(row: dict[str, Any]) -> str:
     if not row["inserted"]:
         return f"insert and load {row['load']}"
+    if not row["loadable"]:
+        return "loose seed: needle unknown"
     if row["load"] == 0:
         return "nothing more to load" if row["deposited"] else "withdraw: load nothing"
     return f"load {row['load']} (plan: {row['planned_to_load']})"

@@ -220,6 +220,8 @@ def test_init_case_from_ct_plans_and_exports_consistent_dicom(tmp_path, phantom)
     placed = np.concatenate([n["seeds_mm"] for n in doc["needles"]])
     seeds = read_rtplan_seeds(out / "rtplan.dcm")
     np.testing.assert_allclose(np.sort(seeds.positions_mm, 0), np.sort(placed, 0), atol=0.01)
+    # A channel of several seeds gives its direction.
+    assert seeds.axis_known[np.bincount(seeds.channel)[seeds.channel] > 1].all()
     # The RT Dose holds the plan's dose.
     import h5py
 
@@ -388,6 +390,9 @@ def test_evaluate_reads_a_commercial_plan_with_one_setup_per_seed(tmp_path, phan
         setups.append(setup)
     plan.ApplicationSetupSequence = setups
     plan.save_as(tmp_path / "vendor_plan.dcm", enforce_file_format=True)
+    # one seed per channel at one position: no channel gives a direction (axes +z)
+    vendor = read_rtplan_seeds(tmp_path / "vendor_plan.dcm")
+    assert not vendor.axis_known.any() and (vendor.axes == [0.0, 0.0, 1.0]).all()
     (tmp_path / "seeds.csv").write_text(
         "x_mm,y_mm,z_mm\n" + "".join(f"{a},{b},{c}\n" for a, b, c in seeds)
     )

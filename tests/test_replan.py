@@ -198,6 +198,42 @@ def test_an_rt_plans_channels_are_needles_with_every_seed_deposited(planned, mon
         inserted_from_rtplan(Path("plan.dcm"), plan.case)
 
 
+def test_a_one_seed_channel_without_a_direction_is_a_loose_seed_not_a_needle(
+    planned, monkeypatch
+) -> None:
+    """A vendor plan that writes one channel per seed gives no needle: each such seed is
+    deposited (its dose counts, it is never moved), nothing is loaded along a guessed axis,
+    no planned needle is matched to it, and its row says so."""
+    import seedopt.dicom as dicom
+    from seedopt.dicom.rtplan import ImplantSeeds
+    from seedopt.replan import inserted_from_rtplan
+
+    spec, plan, doc = planned
+    d = np.array([0.0, 1.0, 0.0])
+    seeds = np.array([[0.0, -4.0, 0.0], [0.0, -9.0, 0.0], [4.0, -6.0, 2.0], [-4.0, -6.0, 0.0]])
+    axes = np.array([d, d, [0.0, 0.0, 1.0], d])  # channel 2: +z, as the reader assumes
+    implant = ImplantSeeds(
+        seeds, axes, np.array([0, 0, 1, 2]), axis_known=np.array([True, True, False, True])
+    )
+    monkeypatch.setattr(dicom, "read_rtplan_seeds", lambda path: implant)
+    inserted = inserted_from_rtplan(Path("plan.dcm"), plan.case)
+    assert [(n.label, n.loadable) for n in inserted] == [
+        ("channel 1", True),
+        ("channel 2", False),
+        ("channel 3", True),  # one seed, but the file gives its channel's direction
+    ]
+    np.testing.assert_array_equal(inserted[1].deposited_mm, seeds[2:3])
+    r = _replan(planned, inserted)
+    c = r.rc.candidates
+    assert ((c.seed_needle == 1) == (r.rc.frozen & (c.seed_needle == 1))).all()  # no free spot
+    assert (c.seed_needle == 1).sum() == 1
+    assert 1 not in r.match and r.carried[1].shape == (0, 3)
+    assert np.min(np.linalg.norm(r.after.seeds_mm - seeds[2], axis=1)) < 1e-9
+    row = r.decisions()[1]
+    assert row["needle"] == "channel 2" and row["load"] == 0
+    assert row["decision"] == "loose seed: needle unknown"
+
+
 def test_a_new_template_needle_is_printed_by_its_template_label() -> None:
     from seedopt.cli.replan import format_decisions
 

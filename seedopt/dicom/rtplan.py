@@ -54,6 +54,8 @@ class ImplantSeeds:
     channel : (n,) which needle (channel) each seed is on, numbered from 0.
     strength_u : air-kerma strength per seed at the reference date, U (None: not given).
     model_id : the source model's ID as written (None: not given).
+    axis_known : (n,) whether the file gives the direction of each seed's channel (its
+        distinct positions); None: every axis is known.
     """
 
     positions_mm: np.ndarray
@@ -61,6 +63,7 @@ class ImplantSeeds:
     channel: np.ndarray
     strength_u: float | None = None
     model_id: str | None = None
+    axis_known: np.ndarray | None = None
 
     @property
     def n_needles(self) -> int:
@@ -430,7 +433,7 @@ def read_rtplan_seeds(path: Path) -> ImplantSeeds:
     require_modality(ds, path, "RTPLAN")
     _check_plan(ds, path)
     sources = _sources(ds, path)
-    positions, axes, channel = [], [], []
+    positions, axes, channel, known = [], [], [], []
     used: set[int | None] = set()
     n_channels = 0
     for i, setup in enumerate(sequence(ds, "ApplicationSetupSequence")):
@@ -445,6 +448,7 @@ def read_rtplan_seeds(path: Path) -> ImplantSeeds:
                 positions.append(p)
                 axes.append(direction if direction is not None else np.array([0.0, 0.0, 1.0]))
                 channel.append(n_channels)
+                known.append(direction is not None)
             n_channels += 1
     if not positions:
         raise SeedoptError(
@@ -457,4 +461,5 @@ def read_rtplan_seeds(path: Path) -> ImplantSeeds:
         np.asarray(channel),
         source.strength_u,
         source.model_id,
+        np.asarray(known),
     )
