@@ -108,9 +108,9 @@ def default_seeds(rows: list[dict]) -> list[int]:
     return sorted({r["seed"] for r in rows if r["run"] == "default"})
 
 
-def excesses(rows: list[dict]) -> dict[str, tuple[dict[str, float], float, float, dict]]:
+def excesses(rows: list[dict]) -> dict[str, tuple[dict[str, float], float, dict]]:
     """Per case with default runs and at least one long run: (default seed -> its f above the
-    best long f, that tolerance, the best long f, the best long row)."""
+    best long f, that tolerance, the best long run's row)."""
     out = {}
     for c in dict.fromkeys(r["case"] for r in rows):
         mine = [r for r in rows if r["case"] == c]
@@ -119,7 +119,7 @@ def excesses(rows: list[dict]) -> dict[str, tuple[dict[str, float], float, float
         if defaults and long:
             best = min(long, key=lambda r: r["fun"])
             over = {seed: f - best["fun"] for seed, f in defaults.items()}
-            out[c] = (over, tolerance(best["fun"]), best["fun"], best)
+            out[c] = (over, tolerance(best["fun"]), best)
     return out
 
 
@@ -132,7 +132,8 @@ def case_criteria(rows: list[dict]) -> list[Criterion]:
         if c not in judged:
             out.append(Criterion(c, "the default or every long run is missing", None))
             continue
-        over, tol, best_f, best = judged[c]
+        over, tol, best = judged[c]
+        best_f = best["fun"]
         first = next(r for r in rows if r["case"] == c)
         fs = ", ".join(f"{best_f + e:.3f}" for _, e in sorted(over.items()))
         seconds = sorted(r["seconds"] for r in rows if r["case"] == c and r["run"] == "default")
@@ -163,7 +164,7 @@ def seed_criteria(rows: list[dict]) -> list[Criterion]:
     sizes = {c: next(r["asked_cc"] for r in rows if r["case"] == c) for c in judged}
     out = []
     for seed in default_seeds(rows):
-        at = [c for c, (over, _, _, _) in judged.items() if seed in over]
+        at = [c for c, (over, _, _) in judged.items() if seed in over]
         within = [c for c in at if judged[c][0][seed] <= judged[c][1]]
         n_sizes = len({sizes[c] for c in within})
         enough = len({sizes[c] for c in at}) >= MIN_CASES

@@ -281,7 +281,7 @@ def replan_candidates(
     frozen: list[np.ndarray] = []
     for n in inserted:
         free = seeds_along(n.needle, pitch, region) if n.loadable else np.zeros((0, 3))
-        if len(n.deposited_mm) and len(free):
+        if len(n.deposited_mm):
             last = np.linalg.norm(n.deposited_mm - n.tip_mm, axis=1).max()
             free = free[np.linalg.norm(free - n.tip_mm, axis=1) > last + pitch - 1e-6]
         needles.append(n.needle)
@@ -411,12 +411,12 @@ class Replan:
         for k, needle in enumerate(c.needles):
             on = c.seed_needle == k
             load = on & loaded & ~self.rc.frozen
-            if k >= self.rc.n_inserted:
+            inserted = k < self.rc.n_inserted
+            if not inserted:
                 if not load.any():
                     continue
                 new += 1
             depth = np.round(np.linalg.norm(c.seeds_mm[load] - needle.tip_mm, axis=1), 1)
-            inserted = k < self.rc.n_inserted
             row: dict[str, Any] = {
                 "needle": self.inserted[k].label if inserted else f"new {new}",
                 "inserted": inserted,
@@ -425,11 +425,11 @@ class Replan:
                 "tip_mm": np.round(needle.tip_mm, 2).tolist(),
                 "template_hole": None if needle.hole is None else list(needle.hole),
                 "deposited": int((on & self.rc.frozen).sum()),
-                "planned_to_load": len(self.carried[k]) if k < self.rc.n_inserted else 0,
+                "planned_to_load": len(self.carried[k]) if inserted else 0,
                 "load": int(load.sum()),
                 "load_from_tip_mm": sorted(depth.tolist()),
             }
-            if k < self.rc.n_inserted:
+            if inserted:
                 m = self.match.get(k)
                 row["plan_needle"] = None if m is None else m + 1
             row["decision"] = _decision(row)
