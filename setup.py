@@ -5,7 +5,11 @@ automatically, so a new subpackage cannot be left out of the wheel."""
 
 from setuptools import find_packages, setup
 
-MAPPED = {"seedopt.kernels": "kernels", "seedopt.optimizer": "optimizer", "seedopt.configs": "configs"}
+MAPPED = {
+    "seedopt.kernels": "kernels",
+    "seedopt.optimizer": "optimizer",
+    "seedopt.configs": "configs",
+}
 
 packages = find_packages(include=["seedopt", "seedopt.*"])
 package_dir = {"seedopt": "seedopt"}

@@ -14,8 +14,9 @@ objective, never worse than the rule-based loading.
    needles in use, needle closings) from the best ``polish_chains`` distinct chain ends (at
    most ``polish_budget`` / candidates of them, at least one) on the thinned problem; from
    the best of those an iterated local search (``local_search.kicked``: ``kicks`` times,
-   at most ``kick_budget`` / candidates, empty a random needle in use, search again, keep
-   it if better and no further over a hard limit; x ``effort``), then from the result
+   or ``kicks_per_candidate`` x candidates where more, at most ``kick_budget`` /
+   candidates; empty a random needle in use, search again, keep it if better and no
+   further over a hard limit; x ``effort``), then from the result
    on every row (flips only above ``fine_rows`` target rows): the plan is a local optimum of
    the exact objective under those moves (unless a phase hits its time limit).
 4. The plan returned is the better, by the exact objective, of that and the rule's loading
@@ -43,7 +44,14 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from seedopt.backend import array_module
-from seedopt.config_types import Count, Fraction, Length_mm, NonNegativeCount, PositiveReal
+from seedopt.config_types import (
+    Count,
+    Fraction,
+    Length_mm,
+    NonNegativeCount,
+    NonNegativeReal,
+    PositiveReal,
+)
 
 from .anneal import AnnealOptions, anneal_chains, chains_that_fit
 from .base import OptimizeResult, PlanProblem
@@ -110,9 +118,13 @@ class HybridOptions(OptimizerOptions):
     )
     kicks: NonNegativeCount = Field(
         default=20,
-        description="iterated local search after the thinned search: this many kicks (empty a "
-        "random needle in use, search again, keep it if better and no further over a hard "
-        "limit), at most kick_budget / candidates of them; 0: none",
+        description="iterated local search after the thinned search: at least this many kicks "
+        "(empty a random needle in use, search again, keep it if better and no further over a "
+        "hard limit; more on problems with many candidates: kicks_per_candidate), at most "
+        "kick_budget / candidates of them; 0: none",
+    )
+    kicks_per_candidate: NonNegativeReal = Field(
+        default=0.08, description="kicks per candidate seed (when more than kicks)"
     )
     kick_budget: Count = Field(
         default=20000, description="kicks x candidates, at most (fewer kicks on large problems)"
@@ -161,6 +173,17 @@ def thinned(problem: PlanProblem, rows: int, margin: float) -> PlanProblem:
             {k: slice(None, None, s) for k in problem.A_oar}, voxel_cc=problem.voxel_cc * s
         )
     return dataclasses.replace(problem, **changes)
+
+
+def kick_count(options: HybridOptions, candidates: int) -> int:
+    """Kicks of the iterated local search (before ``effort``): ``kicks``, or
+    ``kicks_per_candidate`` x ``candidates`` where more (a larger problem has more local
+    optima to leave), at most ``kick_budget`` / ``candidates`` (each kick's search costs grow
+    with the candidates); 0 where ``kicks`` is 0."""
+    if options.kicks == 0:
+        return 0
+    wanted = max(options.kicks, math.ceil(options.kicks_per_candidate * candidates))
+    return min(wanted, options.kick_budget // candidates)
 
 
 def robust_search(
@@ -261,7 +284,7 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
             if coarse is None or load.f < coarse.f:
                 coarse = load
         assert coarse is not None
-        kicks = min(options.kicks, options.kick_budget // problem.n_candidates)
+        kicks = kick_count(options, problem.n_candidates)
         coarse, kept, kick_moves = kicked(
             coarse,
             neighbours,

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 from seedopt.optimizer import HardLimit, SoftWeights, get_optimizer, objective, terms
-from seedopt.optimizer.hybrid import thinned
+from seedopt.optimizer.hybrid import HybridOptions, kick_count, thinned
 from seedopt.optimizer.local_search import (
     Loading,
     Neighbourhood,
@@ -253,3 +253,19 @@ def test_with_caps_the_default_starts_from_and_beats_the_capped_rule() -> None:
     assert t.n_seeds <= 6 and t.n_needles <= 2
     assert res.extra["rule_fun"] == pytest.approx(float(objective(p, rule)))
     assert res.fun <= res.extra["rule_fun"]
+
+
+def test_kicks_grow_with_the_candidates_between_their_floor_and_the_budget() -> None:
+    """At least ``kicks``, ``kicks_per_candidate`` x candidates where more, never more than
+    ``kick_budget`` / candidates, none when ``kicks`` is 0."""
+    options = HybridOptions(kicks=20, kicks_per_candidate=0.08, kick_budget=20000)
+    assert kick_count(options, 15) == 20  # the floor
+    assert kick_count(options, 300) == 24  # ceil(0.08 x 300)
+    assert kick_count(options, 399) == 32  # ceil(31.92)
+    assert kick_count(options, 507) == 20000 // 507  # 39, the budget, below ceil(40.56)
+    assert kick_count(options, 1027) == 20000 // 1027  # the budget: 19
+    assert kick_count(options, 2554) == 7
+    assert kick_count(HybridOptions(kicks=0), 300) == 0
+    assert kick_count(HybridOptions(kicks_per_candidate=0), 300) == 20
+    counts = [kick_count(options, n) for n in range(10, 3000, 7)]
+    assert all(k * n <= 20000 for k, n in zip(counts, range(10, 3000, 7), strict=True))
