@@ -1,9 +1,11 @@
 """Benchmark: robust against nominal plans under needle errors (issue 19).
 
     python benchmarks/bench_robust.py [--cases NAME,...] [--scenarios K] [--measure mean|cvar]
-        [--tail F] [--margin F] [--evaluate 300] [--out DIR]
+        [--tail F] [--margin F] [--search-rows N] [--kicks N] [--time-s S] [--evaluate 300]
+        [--out DIR]
 
-(``--scenarios``, ``--measure``, ``--tail``, ``--margin``: default ``RobustOptions``'s.)
+(``--scenarios``, ``--measure``, ``--tail``, ``--margin``, ``--search-rows``, ``--kicks``,
+``--time-s``: default ``RobustOptions``'s.)
 
 Each case is planned twice with the default method (seed 0): nominal, and with
 ``optimizer.options.robust`` ({scenarios, measure, model: template-3d-printed}). Both plans
@@ -50,6 +52,9 @@ def run_case(name: str, args: argparse.Namespace) -> list[dict]:
                 "measure": args.measure,
                 "tail": args.tail,
                 "margin": args.margin,
+                "search_rows": args.search_rows,
+                "kicks": args.kicks,
+                "time_s": args.time_s,
                 "model": MODEL,
             }
         spec = PlanSpec.model_validate(data)
@@ -99,9 +104,11 @@ def report(info: dict, args: argparse.Namespace, rows: list[dict]) -> str:
         "",
         f"Command: `python benchmarks/bench_robust.py --cases {args.cases} --scenarios "
         f"{args.scenarios} --measure {args.measure} --tail {args.tail:g} --margin "
-        f"{args.margin:g} --evaluate {args.evaluate}`. Robust: the default method with `robust: "
+        f"{args.margin:g} --search-rows {args.search_rows} --kicks {args.kicks} --time-s "
+        f"{args.time_s:g} --evaluate {args.evaluate}`. Robust: the default method with `robust: "
         f"{{scenarios: {args.scenarios}, measure: {args.measure}, tail: {args.tail:g}, margin: "
-        f"{args.margin:g}, model: {MODEL}}}`; "
+        f"{args.margin:g}, search_rows: {args.search_rows}, kicks: {args.kicks}, time_s: "
+        f"{args.time_s:g}, model: {MODEL}}}`; "
         f"both plans evaluated on {args.evaluate} fresh scenarios of the {MODEL} model.",
         "",
         "| case | plan | goals met | seeds | needles | D90 (Gy) | V200 % | P(D90 >= Rx) | "
@@ -139,6 +146,9 @@ def main() -> None:
     ap.add_argument("--measure", default=default.measure, choices=["mean", "cvar"])
     ap.add_argument("--tail", type=float, default=default.tail)
     ap.add_argument("--margin", type=float, default=default.margin)
+    ap.add_argument("--search-rows", type=int, default=default.search_rows)
+    ap.add_argument("--kicks", type=int, default=default.kicks)
+    ap.add_argument("--time-s", type=float, default=default.time_s)
     ap.add_argument("--evaluate", type=int, default=300)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()

@@ -187,23 +187,49 @@ def kick_count(options: HybridOptions, candidates: int) -> int:
 
 
 def robust_search(
-    problem: PlanProblem, x: np.ndarray, options: RobustOptions, neighbours: Neighbourhood
+    problem: PlanProblem,
+    x: np.ndarray,
+    options: RobustOptions,
+    neighbours: Neighbourhood,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The exact local search on the robust objective over ``problem.scenarios``, from the
-    nominal plan ``x``; the loading and what the result's ``extra`` records of it."""
+    nominal plan ``x`` (first, where ``options.search_rows``, a kicked search on that many
+    target rows of each scenario); the loading and what the result's ``extra`` records."""
     rx = 1.0 + options.margin
     scenarios = [
         decisive_rows(dataclasses.replace(p, prescription_gy=p.prescription_gy * rx))
         for p in problem.scenarios
     ]
+    deadline = time.perf_counter() + options.time_s
     load = RobustLoading(scenarios, x, options.measure, options.tail)
-    start_f = load.f
-    moves = improve(load, neighbours, deadline=time.perf_counter() + options.time_s)  # type: ignore[arg-type]
+    start_f, moves, kept = load.f, 0, 0
+    if options.search_rows:
+        coarse = RobustLoading(
+            [thinned(p, options.search_rows, 0.0) for p in scenarios],
+            x,
+            options.measure,
+            options.tail,
+        )
+        moves += improve(coarse, neighbours, deadline=deadline)  # type: ignore[arg-type]
+        best, kept, kick_moves = kicked(
+            coarse,  # type: ignore[arg-type]
+            neighbours,
+            options.kicks,
+            rng,
+            deadline=deadline,
+        )
+        moves += kick_moves
+        found = RobustLoading(scenarios, best.x, options.measure, options.tail)
+        if found.f < load.f:  # on every row; else on from the nominal plan
+            load = found
+    moves += improve(load, neighbours, deadline=deadline)  # type: ignore[arg-type]
     return load.x.copy(), {
         "robust_measure": options.measure,
         "robust_scenarios": len(problem.scenarios),
         "robust_fun_nominal_plan": start_f,
         "robust_fun": load.f,
+        "robust_kicks_kept": kept,
         "moves_robust": moves,
     }
 
@@ -305,7 +331,9 @@ class HybridOptimizer(BaseOptimizer[HybridOptions]):
         )
         robust: dict[str, Any] = {}
         if options.robust is not None and problem.scenarios:
-            x, robust = robust_search(problem, x, options.robust, neighbours)
+            x, robust = robust_search(
+                problem, x, options.robust, neighbours, np.random.default_rng(rng)
+            )
             moves += robust["moves_robust"]
             fun = float(objective(problem, x))
             record(fun)

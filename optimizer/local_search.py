@@ -159,6 +159,10 @@ class Loading:
         out[over] = np.inf
         return out
 
+    def reloaded(self, x: Any) -> Loading:
+        """A loading ``x`` of the same problem, with the same frozen seeds."""
+        return Loading(self.problem, x, frozen=self.frozen)
+
     def hard_excess_pct(self) -> float:
         """The loading's hard-limit excess, summed over the limits (% of each limit)."""
         xp = self.xp
@@ -355,7 +359,7 @@ def kicked(
         if open_.size < 2:
             break
         x = best.x & (best.needle != rng.choice(open_))
-        trial = Loading(best.problem, x, frozen=best.frozen)
+        trial = best.reloaded(x)
         moves += improve(trial, neighbourhood, deadline=deadline)
         if trial.f < best.f - 1e-12 and (more := trial.hard_excess_pct()) <= excess + 1e-9:
             best, kept, excess = trial, kept + 1, more

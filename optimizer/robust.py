@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from seedopt.config_types import Count, Fraction, PositiveReal
+from seedopt.config_types import Count, Fraction, NonNegativeCount, PositiveReal
 
 from .base import PlanProblem
 from .local_search import Loading, Move, pad
@@ -57,6 +57,16 @@ class RobustOptions(OptimizerOptions):
     time_s: PositiveReal = Field(
         default=60.0, description="time limit of the robust local search, s"
     )
+    search_rows: NonNegativeCount = Field(
+        default=0,
+        description="before the robust search on every row: a robust search with kicks on at "
+        "most this many target rows of each scenario (evenly spaced); 0: none",
+    )
+    kicks: NonNegativeCount = Field(
+        default=8,
+        description="kicks of that thinned robust search (empty a random needle in use, search "
+        "again, keep it if better and no further over a hard limit)",
+    )
 
 
 def aggregate(values: np.ndarray, measure: str, tail: float) -> np.ndarray:
@@ -77,6 +87,7 @@ class RobustLoading:
     ) -> None:
         if not problems:
             raise ValueError("robust optimization needs at least one scenario")
+        self.problems = problems
         self.loads = [Loading(p, x, frozen) for p in problems]
         first = self.loads[0]
         self.problem, self.m, self.needle, self.frozen = (
@@ -100,6 +111,16 @@ class RobustLoading:
         """The robust objective after each move (``Loading.score`` per scenario)."""
         values = np.stack([ld.score(rem, add, exact) for ld in self.loads])
         return aggregate(values, self.measure, self.tail)
+
+    def reloaded(self, x: Any) -> RobustLoading:
+        """A loading ``x`` of the same scenarios, with the same frozen seeds."""
+        return RobustLoading(self.problems, x, self.measure, self.tail, self.frozen)
+
+    def hard_excess_pct(self) -> float:
+        """The scenarios' hard-limit excess (% of each limit, summed over the limits),
+        aggregated as the objective is (``measure``)."""
+        values = np.array([ld.hard_excess_pct() for ld in self.loads])
+        return float(aggregate(values, self.measure, self.tail))
 
     def scenario_objectives(self) -> np.ndarray:
         """(K,) each scenario's objective of the present loading."""
