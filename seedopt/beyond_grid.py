@@ -72,7 +72,7 @@ def _shape_bounds(shape: Shape, images: CaseImages | None) -> Bounds:
         c = np.asarray(shape.center_mm)
         return c - half, c + half
     if images is not None and isinstance(shape, Contours):
-        pts = images.structure_set.roi(shape.roi).points_mm()
+        pts = images.structure_set.roi(shape.selector).points_mm()
         if len(pts):
             slab = np.array([0.0, 0.0, images.slice_thickness_mm / 2])
             return pts.min(axis=0) - slab, pts.max(axis=0) + slab
@@ -256,9 +256,12 @@ def evaluate_grown(
             g.grid.points_mm(mask), seeds_mm, seed_axes, source, formalism=spec.dose.formalism
         )
         s = Structure(np.sort(dose)[::-1], np.full(dose.size, g.grid.voxel_cc))
-        value = {"Dmax": s.max_gy(), "Dmean": s.mean_gy()}.get(limit.metric)
-        if value is None:
-            value = s.dose_at_volume_cc(float(limit.metric[1:-2]))
+        named = {"Dmax": s.max_gy(), "Dmean": s.mean_gy()}
+        value = (
+            named[limit.metric]
+            if limit.metric in named
+            else s.dose_at_volume_cc(float(limit.metric[1:-2]))
+        )
         boxes = _outside_boxes(bounds, grid_edges(g.grid))
         bound = (
             dose_outside_bound_gy(

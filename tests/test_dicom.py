@@ -697,3 +697,20 @@ def test_a_reirradiation_plan_exports_its_cumulative_eqd2_as_an_effective_rt_dos
         assert (
             _dciodvfy_errors(_sixteen_bit_copy(out / "rtdose_eqd2.dcm", tmp_path / "q.dcm")) == []
         )
+
+
+def test_a_structure_named_by_roi_number_has_the_bounds_of_the_same_roi_by_name(phantom) -> None:
+    """Beyond-grid limits bound a contoured structure by its contours, however the config
+    names the ROI."""
+    from seedopt.beyond_grid import _shape_bounds
+    from seedopt.case.shapes import Contours
+    from seedopt.dicom.images import load_images
+
+    ct, rs = phantom
+    images = load_images(rs, ct)
+    number = images.structure_set.roi("Spinal Cord").number
+    by_name = _shape_bounds(Contours(shape="contours", roi="Spinal Cord"), images)
+    by_number = _shape_bounds(Contours(shape="contours", roi_number=number), images)
+    np.testing.assert_array_equal(by_name[0], by_number[0])
+    np.testing.assert_array_equal(by_name[1], by_number[1])
+    assert np.isfinite(by_number[0]).all() and by_number[1][1] == pytest.approx(35.0, abs=1.3)

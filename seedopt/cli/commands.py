@@ -388,7 +388,7 @@ def evaluate_cmd(
                 "are unavailable; target and organ metrics are computed",
                 err=True,
             )
-        if pre is not None:
+        if pre is not None and pre_plan is not None:
             if pre.target != metrics.target:
                 raise SeedoptError(
                     f"--plan {pre_plan / 'metrics.json'}: target: the pre-plan's target is "

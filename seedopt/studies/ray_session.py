@@ -40,7 +40,6 @@ SOCKET_PATH_MAX = 107
 RAY_SOCKET_TAIL = len("/session_2026-12-01_23-59-59_999999_4194304/sockets/plasma_store")
 """What Ray appends to its ``_temp_dir`` for its longest socket path."""
 DEFAULT_CONNECT_TIMEOUT_S = 30.0
-RAY_INIT = {"include_dashboard": False, "log_to_driver": False}
 
 _PROBE = """
 import sys
@@ -86,7 +85,7 @@ def join_cluster(address: str, timeout_s: float) -> None:
     if why is not None:
         raise SeedoptError(f"cannot join the Ray cluster at {address}: {why}")
     try:
-        ray.init(address=address, **RAY_INIT)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise SeedoptError(f"cannot join the Ray cluster at {address}: {exc}") from None
 
@@ -130,7 +129,8 @@ def local_ray(workers: int | None) -> Iterator[Path]:
                 num_cpus=workers or os.cpu_count(),
                 object_store_memory=512 * 2**20,
                 _temp_dir=str(folder),
-                **RAY_INIT,
+                include_dashboard=False,
+                log_to_driver=False,
             )
         except Exception as exc:  # Ray raises many kinds; none is the user's input
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
