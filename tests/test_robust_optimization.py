@@ -29,18 +29,21 @@ def _scenarios(k: int = 5):
     return [synthetic_problem(seed=s) for s in range(k)]
 
 
+def by_hand(values: list[float], measure: str, tail: float) -> float:
+    """The mean of ``values``, or (cvar) the mean of the worst ceil(tail x K) of them."""
+    v = np.sort(np.asarray(values))[::-1]
+    return float(v.mean() if measure == "mean" else v[: max(1, math.ceil(tail * v.size))].mean())
+
+
 @pytest.mark.parametrize(("measure", "tail"), [("mean", 0.1), ("cvar", 0.1), ("cvar", 0.5)])
 def test_the_robust_objective_is_the_aggregate_of_the_scenario_objectives(measure, tail):
     problems = _scenarios()
     x = np.random.default_rng(1).random(problems[0].n_candidates) < 0.5
     load = RobustLoading(problems, x, measure, tail)
-    each = np.array([float(objective(p, x)) for p in problems])
-    worst = max(1, math.ceil(tail * len(each)))
-    want = each.mean() if measure == "mean" else np.sort(each)[::-1][:worst].mean()
+    want = by_hand([float(objective(p, x)) for p in problems], measure, tail)
     assert load.f == pytest.approx(want, rel=1e-9)
     improve(load, Neighbourhood(problems[0], 10.0))
-    after = np.array([float(objective(p, load.x)) for p in problems])
-    again = after.mean() if measure == "mean" else np.sort(after)[::-1][:worst].mean()
+    again = by_hand([float(objective(p, load.x)) for p in problems], measure, tail)
     assert load.f == pytest.approx(again, rel=1e-9)
     assert load.f <= want + 1e-9
 
@@ -56,13 +59,8 @@ def test_kicks_on_the_robust_objective_keep_it_exact_and_never_raise_it(measure,
     load = RobustLoading(problems, x, measure, tail)
     improve(load, neighbours)
     best, _, _ = kicked(load, neighbours, 4, np.random.default_rng(3))  # type: ignore[arg-type]
-    worst = max(1, math.ceil(tail * len(problems)))
-
-    def agg(v: np.ndarray) -> float:
-        return float(v.mean() if measure == "mean" else np.sort(v)[::-1][:worst].mean())
-
-    f = agg(np.array([float(objective(p, best.x)) for p in problems]))
-    excess = agg(np.array([float(terms(p, best.x).hard_excess_pct) for p in problems]))
+    f = by_hand([float(objective(p, best.x)) for p in problems], measure, tail)
+    excess = by_hand([float(terms(p, best.x).hard_excess_pct) for p in problems], measure, tail)
     assert best.f == pytest.approx(f, rel=1e-6) and best.f <= load.f + 1e-12
     assert best.hard_excess_pct() == pytest.approx(excess, rel=1e-6, abs=1e-9)
     assert best.hard_excess_pct() <= load.hard_excess_pct() + 1e-9
